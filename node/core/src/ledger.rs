@@ -1,0 +1,807 @@
+//! The posting rules: `apply(store, envelope, time, raft_index) -> Outcome`.
+//!
+//! Deterministic and IO-free: the same commands at the same ledger times give the same bytes
+//! on every replica of both sites. Business rejections are [`ResultCode`] values; a broken
+//! invariant panics, because a crashed replica is better than a diverged one.
+
+use std::collections::BTreeSet;
+
+use rust_decimal::Decimal;
+
+use crate::account::Account;
+use crate::account::AccountAction;
+use crate::account::AccountStatus;
+use crate::account::AccountUpdate;
+use crate::account::Balance;
+use crate::account::NewAccount;
+use crate::codec;
+use crate::command::Command;
+use crate::command::Envelope;
+use crate::command::ItemResult;
+use crate::command::Outcome;
+use crate::command::Refusal;
+use crate::id::AccountId;
+use crate::id::TransferId;
+use crate::journal::JournalRecord;
+use crate::journal::Origin;
+use crate::limits;
+use crate::money;
+use crate::money::AmountError;
+use crate::money::Currency;
+use crate::pii::Sealed;
+use crate::reject::ResultCode;
+use crate::site::SiteCommand;
+use crate::site::SiteRole;
+use crate::site::SiteState;
+use crate::store::Expiry;
+use crate::store::LedgerRead;
+use crate::store::Overlay;
+use crate::transfer::HistoryEffect;
+use crate::transfer::HistoryEntry;
+use crate::transfer::NewTransfer;
+use crate::transfer::Side;
+use crate::transfer::Transfer;
+use crate::transfer::TransferKind;
+use crate::transfer::TransferState;
+
+/// Applies one command at the proposer's time. Returns its outcome; unless the command was
+/// refused, one journal record is appended to `store`.
+///
+/// `proposed_time_ms` is the leader's clock when it proposed the entry; the ledger clock is
+/// `max(previous ledger time, proposed_time_ms)`, so it never goes backwards.
+pub fn apply(store: &mut Overlay<'_>, envelope: &Envelope, proposed_time_ms: u64, raft_index: u64) -> Outcome {
+    let meta = store.meta();
+    let ledger_time_ms = meta.journal.ledger_time_ms.max(proposed_time_ms);
+    if let Some(refusal) = check_envelope(envelope) {
+        return Outcome::Refused(refusal);
+    }
+    let needs_active = envelope.command.is_ledger_write() || matches!(envelope.command, Command::Admin(_));
+    if needs_active && !meta.site.writable() {
+        return Outcome::Refused(not_writable(&meta.site));
+    }
+    let seq = meta.journal.seq + 1;
+    let outcome = match &envelope.command {
+        Command::Site(site_command) => match apply_site(store, site_command) {
+            Ok(outcome) => outcome,
+            Err(refusal) => return Outcome::Refused(refusal),
+        },
+        command => execute(store, command, ledger_time_ms, seq),
+    };
+    // The site state may have changed (bootstrap): the record carries the state it ran under.
+    let site = store.meta().site;
+    if site.role != SiteRole::Active {
+        // A standby's own operations are not part of the book it ships from its active site.
+        return outcome;
+    }
+    let origin = Origin { site: site.name.clone(), epoch: site.epoch, raft_index };
+    let record = JournalRecord::seal(
+        seq,
+        ledger_time_ms,
+        origin,
+        envelope.caller.clone(),
+        envelope.command.clone(),
+        outcome.clone(),
+        meta.journal.hash,
+    );
+    store.append_journal(record);
+    outcome
+}
+
+/// Whole-command checks that need no state: caller, batch size, encoded size.
+pub fn check_envelope(envelope: &Envelope) -> Option<Refusal> {
+    if envelope.caller.is_empty() || envelope.caller.len() > limits::CALLER_BYTES_MAX {
+        return Some(Refusal::CallerInvalid);
+    }
+    let items = envelope.command.item_count();
+    let batched = matches!(
+        envelope.command,
+        Command::CreateAccounts(_) | Command::UpdateAccounts(_) | Command::CreateTransfers { .. }
+    );
+    if batched && (items == 0 || items > limits::BATCH_ITEMS_MAX) {
+        return Some(Refusal::BatchSize { items, max: limits::BATCH_ITEMS_MAX });
+    }
+    let bytes = codec::encoded_len(&envelope.command);
+    if bytes > limits::COMMAND_BYTES_MAX {
+        return Some(Refusal::CommandTooLarge { bytes, max: limits::COMMAND_BYTES_MAX });
+    }
+    None
+}
+
+fn not_writable(site: &SiteState) -> Refusal {
+    if site.role == SiteRole::Uninitialized {
+        return Refusal::SiteNotWritable {
+            site: "(not bootstrapped)".into(),
+            role: site.role.name().into(),
+            active_site: "(unknown)".into(),
+            epoch: 0,
+        };
+    }
+    Refusal::SiteNotWritable {
+        site: site.name.clone(),
+        role: if site.fenced { "fenced".to_string() } else { site.role.name().to_string() },
+        active_site: site.active_site.clone(),
+        epoch: site.active_epoch.max(site.epoch),
+    }
+}
+
+fn execute(store: &mut Overlay<'_>, command: &Command, time: u64, seq: u64) -> Outcome {
+    let outcome = match command {
+        Command::CreateAccounts(accounts) => Outcome::Items(create_accounts(store, accounts, time, seq)),
+        Command::UpdateAccounts(updates) => Outcome::Items(update_accounts(store, updates)),
+        Command::CreateTransfers { transfers, atomic } => {
+            Outcome::Items(create_transfers(store, transfers, *atomic, time, seq))
+        }
+        Command::ExpirePending => Outcome::Expired(expire_pending(store, time, seq)),
+        Command::Admin(_) => Outcome::Recorded,
+        Command::Site(_) => unreachable!("site commands are applied by apply_site"),
+    };
+    if let Outcome::Items(items) = &outcome {
+        assert_eq!(items.len(), command.item_count(), "one result per item");
+    }
+    outcome
+}
+
+// ---------------------------------------------------------------------------------------------
+// Site
+
+fn apply_site(store: &mut Overlay<'_>, command: &SiteCommand) -> Result<Outcome, Refusal> {
+    let mut meta = store.meta();
+    match command {
+        SiteCommand::Bootstrap { name, role, epoch, upstream } => {
+            if meta.site.role != SiteRole::Uninitialized {
+                return Err(Refusal::SiteOperation {
+                    reason: format!("site {} is already bootstrapped", meta.site.name),
+                });
+            }
+            let name_ok =
+                !name.is_empty() && name.len() <= crate::site::SITE_NAME_BYTES_MAX && crate::id::check_id(name).is_ok();
+            if !name_ok || *role == SiteRole::Uninitialized || *epoch == 0 {
+                return Err(Refusal::SiteOperation {
+                    reason: "bootstrap needs a site name (an id), a role and an epoch >= 1".into(),
+                });
+            }
+            if upstream.len() > crate::site::UPSTREAM_ENDPOINTS_MAX {
+                return Err(Refusal::SiteOperation { reason: "too many upstream endpoints".into() });
+            }
+            meta.site = SiteState {
+                name: name.clone(),
+                role: *role,
+                epoch: *epoch,
+                fenced: false,
+                active_site: if *role == SiteRole::Active { name.clone() } else { String::new() },
+                active_epoch: *epoch,
+                upstream: upstream.clone(),
+                epoch_changed_at_seq: meta.journal.seq + 1,
+                watermark: Default::default(),
+            };
+        }
+    }
+    let site = meta.site.clone();
+    store.put_meta(meta);
+    Ok(Outcome::Site(site))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Accounts
+
+/// Stateless checks of a new account, in precedence order.
+pub fn validate_new_account(new: &NewAccount) -> Result<Currency, ResultCode> {
+    if new.id.check().is_err() {
+        return Err(ResultCode::IdInvalid);
+    }
+    let currency = Currency::parse(&new.currency).ok_or(ResultCode::CurrencyUnknown)?;
+    if new.flags.debits_must_not_exceed_credits && new.flags.credits_must_not_exceed_debits {
+        return Err(ResultCode::FlagsMutuallyExclusive);
+    }
+    if let Some(limit) = new.overdraft_limit {
+        let valid = new.flags.debits_must_not_exceed_credits
+            && !limit.is_sign_negative()
+            && limit.normalize().scale() <= currency.scale()
+            && limit <= money::amount_max();
+        if !valid {
+            return Err(ResultCode::OverdraftLimitInvalid);
+        }
+    }
+    let pii_len_ok = |field: &Option<Sealed>| {
+        // GCM adds a 16-byte tag to the plaintext.
+        field.as_ref().is_none_or(|s| s.ciphertext.len() <= limits::PII_BYTES_MAX + 16)
+    };
+    if !(pii_len_ok(&new.pii.holder_name) && pii_len_ok(&new.pii.national_id) && pii_len_ok(&new.pii.card_number)) {
+        return Err(ResultCode::PersonalDataTooLong);
+    }
+    Ok(currency)
+}
+
+fn create_accounts(store: &mut Overlay<'_>, accounts: &[NewAccount], time: u64, seq: u64) -> Vec<ItemResult> {
+    let mut seen = BTreeSet::new();
+    let mut results = Vec::with_capacity(accounts.len());
+    for new in accounts {
+        let result = create_account(store, new, &mut seen, time, seq);
+        results.push(result);
+    }
+    results
+}
+
+fn create_account(
+    store: &mut Overlay<'_>,
+    new: &NewAccount,
+    seen: &mut BTreeSet<AccountId>,
+    time: u64,
+    seq: u64,
+) -> ItemResult {
+    let currency = match validate_new_account(new) {
+        Ok(currency) => currency,
+        Err(code) => return ItemResult::new(code),
+    };
+    if !seen.insert(new.id.clone()) {
+        return ItemResult::new(ResultCode::IdDuplicateInBatch);
+    }
+    if let Some(existing) = store.account(&new.id) {
+        if existing.matches(new) {
+            return ItemResult::replay(ResultCode::Ok);
+        }
+        return ItemResult::new(ResultCode::IdConflict);
+    }
+    let zero = money::zero(currency);
+    let account = Account {
+        id: new.id.clone(),
+        currency,
+        flags: new.flags,
+        overdraft_limit: new.overdraft_limit.map(|limit| money::canonical(limit, currency)),
+        code: new.code,
+        pii: new.pii.clone(),
+        status: AccountStatus::Open,
+        balance: Balance { debits_posted: zero, debits_pending: zero, credits_posted: zero, credits_pending: zero },
+        created_at_ms: time,
+        created_seq: seq,
+        history_len: 0,
+    };
+    assert!(account.matches(new));
+    assert!(account.constraints_hold());
+    store.put_account(account);
+    ItemResult::new(ResultCode::Ok)
+}
+
+fn update_accounts(store: &mut Overlay<'_>, updates: &[AccountUpdate]) -> Vec<ItemResult> {
+    let mut seen = BTreeSet::new();
+    updates
+        .iter()
+        .map(|update| {
+            if update.id.check().is_err() {
+                return ItemResult::new(ResultCode::IdInvalid);
+            }
+            if !seen.insert(update.id.clone()) {
+                return ItemResult::new(ResultCode::IdDuplicateInBatch);
+            }
+            let Some(mut account) = store.account(&update.id) else {
+                return ItemResult::new(ResultCode::AccountNotFound);
+            };
+            let target = match (update.action, account.status) {
+                (AccountAction::Close, AccountStatus::Closed) => return ItemResult::replay(ResultCode::Ok),
+                (_, AccountStatus::Closed) => return ItemResult::new(ResultCode::AccountClosed),
+                (AccountAction::Freeze, AccountStatus::Frozen) => return ItemResult::replay(ResultCode::Ok),
+                (AccountAction::Unfreeze, AccountStatus::Open) => return ItemResult::replay(ResultCode::Ok),
+                (AccountAction::Freeze, _) => AccountStatus::Frozen,
+                (AccountAction::Unfreeze, _) => AccountStatus::Open,
+                (AccountAction::Close, _) => {
+                    let b = &account.balance;
+                    if !b.debits_pending.is_zero() || !b.credits_pending.is_zero() {
+                        return ItemResult::new(ResultCode::AccountHasPending);
+                    }
+                    if b.debits_posted != b.credits_posted {
+                        return ItemResult::new(ResultCode::AccountBalanceNotZero);
+                    }
+                    AccountStatus::Closed
+                }
+            };
+            account.status = target;
+            store.put_account(account);
+            ItemResult::new(ResultCode::Ok)
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transfers
+
+fn amount_code(error: AmountError) -> ResultCode {
+    match error {
+        AmountError::NotPositive => ResultCode::AmountNotPositive,
+        AmountError::TooPrecise => ResultCode::AmountTooPrecise,
+        AmountError::TooLarge => ResultCode::AmountTooLarge,
+    }
+}
+
+/// Stateless checks of a transfer, in precedence order.
+pub fn validate_transfer(t: &NewTransfer) -> Result<(), ResultCode> {
+    if t.id.check().is_err() {
+        return Err(ResultCode::IdInvalid);
+    }
+    let currency = match &t.currency {
+        Some(code) => Some(Currency::parse(code).ok_or(ResultCode::CurrencyUnknown)?),
+        None => None,
+    };
+    let pending_id = t.kind.pending_id();
+    match pending_id {
+        None => {
+            if t.debit_account_id.check().is_err() {
+                return Err(ResultCode::DebitAccountIdInvalid);
+            }
+            if t.credit_account_id.check().is_err() {
+                return Err(ResultCode::CreditAccountIdInvalid);
+            }
+            if t.debit_account_id == t.credit_account_id {
+                return Err(ResultCode::AccountsMustBeDifferent);
+            }
+        }
+        Some(pending_id) => {
+            // Accounts are optional for post/void; when given they must be well formed.
+            if !t.debit_account_id.0.is_empty() && t.debit_account_id.check().is_err() {
+                return Err(ResultCode::DebitAccountIdInvalid);
+            }
+            if !t.credit_account_id.0.is_empty() && t.credit_account_id.check().is_err() {
+                return Err(ResultCode::CreditAccountIdInvalid);
+            }
+            if !t.debit_account_id.0.is_empty() && t.debit_account_id == t.credit_account_id {
+                return Err(ResultCode::AccountsMustBeDifferent);
+            }
+            if pending_id.check().is_err() {
+                return Err(ResultCode::PendingIdInvalid);
+            }
+            if *pending_id == t.id {
+                return Err(ResultCode::PendingIdMustBeDifferent);
+            }
+        }
+    }
+    // Precision depends on the currency: checked here only when the transfer names it, and
+    // against the accounts' currency when applied (a state-dependent, stored rejection).
+    let zero_allowed = pending_id.is_some();
+    if !(zero_allowed && t.amount.is_zero()) {
+        let scale = currency.map_or(u32::MAX, |c| c.scale());
+        money::check_amount(t.amount, scale).map_err(amount_code)?;
+    }
+    if t.reference.len() > limits::REFERENCE_BYTES_MAX {
+        return Err(ResultCode::ReferenceTooLong);
+    }
+    if let TransferKind::Pending { timeout_ms: Some(timeout) } = t.kind {
+        if timeout == 0 || timeout > limits::PENDING_TIMEOUT_MS_MAX {
+            return Err(ResultCode::TimeoutInvalid);
+        }
+    }
+    Ok(())
+}
+
+fn create_transfers(
+    store: &mut Overlay<'_>,
+    transfers: &[NewTransfer],
+    atomic: bool,
+    time: u64,
+    seq: u64,
+) -> Vec<ItemResult> {
+    // Items that may be stored with their result: well formed, first of their id in the batch.
+    let mut seen = BTreeSet::new();
+    let mut stateless: Vec<Result<(), ResultCode>> = Vec::with_capacity(transfers.len());
+    for t in transfers {
+        let check = validate_transfer(t)
+            .and_then(|()| if seen.insert(t.id.clone()) { Ok(()) } else { Err(ResultCode::IdDuplicateInBatch) });
+        stateless.push(check);
+    }
+    if !atomic {
+        return transfers
+            .iter()
+            .zip(stateless)
+            .map(|(t, check)| match check {
+                Err(code) => ItemResult::new(code),
+                Ok(()) => transfer_or_record_rejection(store, t, time, seq),
+            })
+            .collect();
+    }
+    create_transfers_atomic(store, transfers, stateless, time, seq)
+}
+
+/// Runs one transfer; a state-dependent rejection is stored so that a replay of the same id
+/// returns it.
+fn transfer_or_record_rejection(store: &mut Overlay<'_>, t: &NewTransfer, time: u64, seq: u64) -> ItemResult {
+    match try_transfer(store, t, time, seq) {
+        TransferAttempt::Replayed(result) => result,
+        TransferAttempt::Conflict => ItemResult::new(ResultCode::IdConflict),
+        TransferAttempt::Applied => ItemResult::new(ResultCode::Ok),
+        TransferAttempt::Rejected(code) => {
+            store.put_transfer(rejected(t, code, time, seq));
+            ItemResult::new(code)
+        }
+    }
+}
+
+fn create_transfers_atomic(
+    store: &mut Overlay<'_>,
+    transfers: &[NewTransfer],
+    stateless: Vec<Result<(), ResultCode>>,
+    time: u64,
+    seq: u64,
+) -> Vec<ItemResult> {
+    // A stateless failure fails the chain before anything is tried; nothing is stored, as the
+    // API would have refused the batch before proposing it.
+    if let Some(first_bad) = stateless.iter().position(|c| c.is_err()) {
+        let code = stateless[first_bad].unwrap_err();
+        return rolled_back(store, transfers, first_bad, code, None);
+    }
+    let mut failed: Option<(usize, ResultCode)> = None;
+    let mut results = Vec::with_capacity(transfers.len());
+    let child_changes = {
+        let mut child = Overlay::new(store);
+        for (i, t) in transfers.iter().enumerate() {
+            match try_transfer(&mut child, t, time, seq) {
+                TransferAttempt::Applied => results.push(ItemResult::new(ResultCode::Ok)),
+                // A replayed success keeps the chain going; a replayed rejection fails it.
+                TransferAttempt::Replayed(result) if result.code.is_ok() => results.push(result),
+                TransferAttempt::Replayed(result) => {
+                    failed = Some((i, result.code));
+                    break;
+                }
+                TransferAttempt::Conflict => {
+                    failed = Some((i, ResultCode::IdConflict));
+                    break;
+                }
+                TransferAttempt::Rejected(code) => {
+                    failed = Some((i, code));
+                    break;
+                }
+            }
+        }
+        child.into_changes()
+    };
+    let Some((failed_index, failed_code)) = failed else {
+        store.changes.merge(child_changes);
+        return results;
+    };
+    // Roll back: the child's writes are dropped.
+    drop(child_changes);
+    rolled_back(store, transfers, failed_index, failed_code, Some((time, seq)))
+}
+
+/// Results of a failed atomic chain, the same on every replay: an id that existed before the
+/// batch keeps its original result (identical body) or is `IdConflict` (different body); every
+/// other item gets `failed_code` (the failing one) or `LinkedEventFailed`. With `store_at`, the
+/// fresh items' results are stored so that a replay of the batch returns them.
+fn rolled_back(
+    store: &mut Overlay<'_>,
+    transfers: &[NewTransfer],
+    failed_index: usize,
+    failed_code: ResultCode,
+    store_at: Option<(u64, u64)>,
+) -> Vec<ItemResult> {
+    let mut seen = BTreeSet::new();
+    let mut results = Vec::with_capacity(transfers.len());
+    for (i, t) in transfers.iter().enumerate() {
+        let code = if i == failed_index { failed_code } else { ResultCode::LinkedEventFailed };
+        // A malformed item's own code wins over anything known about its id.
+        let malformed_here = store_at.is_none() && i == failed_index;
+        let first_of_id = seen.insert(t.id.clone());
+        let storable = !malformed_here && first_of_id && t.id.check().is_ok();
+        if !storable {
+            results.push(ItemResult::new(code));
+            continue;
+        }
+        if let Some(existing) = store.transfer(&t.id) {
+            let result = if existing.request == *t {
+                ItemResult::replay(existing.result)
+            } else {
+                ItemResult::new(ResultCode::IdConflict)
+            };
+            results.push(result);
+            continue;
+        }
+        if let Some((time, seq)) = store_at {
+            store.put_transfer(rejected(t, code, time, seq));
+        }
+        results.push(ItemResult::new(code));
+    }
+    assert!(results.iter().any(|r| !r.code.is_ok()), "a failed chain has a failed item");
+    results
+}
+
+enum TransferAttempt {
+    Applied,
+    Replayed(ItemResult),
+    Conflict,
+    Rejected(ResultCode),
+}
+
+fn rejected(t: &NewTransfer, code: ResultCode, time: u64, seq: u64) -> Transfer {
+    assert!(!code.is_ok());
+    Transfer {
+        request: t.clone(),
+        result: code,
+        state: TransferState::Rejected,
+        debit_account_id: AccountId::default(),
+        credit_account_id: AccountId::default(),
+        currency: None,
+        amount: Decimal::ZERO,
+        ledger_time_ms: time,
+        journal_seq: seq,
+        expires_at_ms: None,
+    }
+}
+
+/// Tries one stateless-valid transfer against the state.
+fn try_transfer(store: &mut Overlay<'_>, t: &NewTransfer, time: u64, seq: u64) -> TransferAttempt {
+    if let Some(existing) = store.transfer(&t.id) {
+        if existing.request == *t {
+            return TransferAttempt::Replayed(ItemResult::replay(existing.result));
+        }
+        return TransferAttempt::Conflict;
+    }
+    let result = match &t.kind {
+        TransferKind::Posted | TransferKind::Pending { .. } => post_new(store, t, time, seq),
+        TransferKind::PostPending { pending_id } => resolve_pending(store, t, pending_id, true, time, seq),
+        TransferKind::VoidPending { pending_id } => resolve_pending(store, t, pending_id, false, time, seq),
+    };
+    match result {
+        Ok(()) => TransferAttempt::Applied,
+        Err(code) => TransferAttempt::Rejected(code),
+    }
+}
+
+/// A single-phase or pending transfer.
+fn post_new(store: &mut Overlay<'_>, t: &NewTransfer, time: u64, seq: u64) -> Result<(), ResultCode> {
+    let mut debit = store.account(&t.debit_account_id).ok_or(ResultCode::DebitAccountNotFound)?;
+    let mut credit = store.account(&t.credit_account_id).ok_or(ResultCode::CreditAccountNotFound)?;
+    let currency = debit.currency;
+    if credit.currency != currency {
+        return Err(ResultCode::CurrencyMismatch);
+    }
+    if t.currency.as_deref().is_some_and(|c| c != currency.code()) {
+        return Err(ResultCode::CurrencyMismatch);
+    }
+    money::check_amount(t.amount, currency.scale()).map_err(amount_code)?;
+    check_status_for_new(&debit, &credit)?;
+    let amount = money::canonical(t.amount, currency);
+    let pending = matches!(t.kind, TransferKind::Pending { .. });
+    let mut totals = store.totals(currency);
+    if pending {
+        debit.balance.debits_pending = add(debit.balance.debits_pending, amount)?;
+        credit.balance.credits_pending = add(credit.balance.credits_pending, amount)?;
+        totals.debits_pending = add(totals.debits_pending, amount)?;
+        totals.credits_pending = add(totals.credits_pending, amount)?;
+    } else {
+        debit.balance.debits_posted = add(debit.balance.debits_posted, amount)?;
+        credit.balance.credits_posted = add(credit.balance.credits_posted, amount)?;
+        totals.debits_posted = add(totals.debits_posted, amount)?;
+        totals.credits_posted = add(totals.credits_posted, amount)?;
+    }
+    check_limits(&debit, &credit)?;
+    let expires_at_ms = match t.kind {
+        TransferKind::Pending { timeout_ms: Some(timeout) } => Some(time.saturating_add(timeout)),
+        _ => None,
+    };
+    let effect = if pending { HistoryEffect::Reserved } else { HistoryEffect::Posted };
+    write_history(store, &mut debit, Side::Debit, &t.id, effect, amount, time, seq);
+    write_history(store, &mut credit, Side::Credit, &t.id, effect, amount, time, seq);
+    if let Some(expires_at_ms) = expires_at_ms {
+        store.add_expiry(Expiry { expires_at_ms, transfer_id: t.id.clone() });
+    }
+    store.put_transfer(Transfer {
+        request: t.clone(),
+        result: ResultCode::Ok,
+        state: if pending { TransferState::Pending } else { TransferState::Posted },
+        debit_account_id: debit.id.clone(),
+        credit_account_id: credit.id.clone(),
+        currency: Some(currency),
+        amount,
+        ledger_time_ms: time,
+        journal_seq: seq,
+        expires_at_ms,
+    });
+    commit_accounts(store, debit, credit, currency, totals);
+    Ok(())
+}
+
+fn check_status_for_new(debit: &Account, credit: &Account) -> Result<(), ResultCode> {
+    if debit.status == AccountStatus::Closed {
+        return Err(ResultCode::DebitAccountClosed);
+    }
+    if credit.status == AccountStatus::Closed {
+        return Err(ResultCode::CreditAccountClosed);
+    }
+    if debit.status == AccountStatus::Frozen {
+        return Err(ResultCode::DebitAccountFrozen);
+    }
+    if credit.status == AccountStatus::Frozen {
+        return Err(ResultCode::CreditAccountFrozen);
+    }
+    Ok(())
+}
+
+fn add(a: Decimal, b: Decimal) -> Result<Decimal, ResultCode> {
+    a.checked_add(b).ok_or(ResultCode::BalanceOverflow)
+}
+
+fn sub(a: Decimal, b: Decimal) -> Decimal {
+    let result = a - b;
+    assert!(!result.is_sign_negative(), "a balance column went negative: {a} - {b}");
+    result
+}
+
+/// The balance constraints of both accounts after a change.
+fn check_limits(debit: &Account, credit: &Account) -> Result<(), ResultCode> {
+    let d = &debit.balance;
+    if debit.flags.debits_must_not_exceed_credits {
+        let allowed = d.credits_posted + debit.overdraft_limit.unwrap_or_default();
+        if d.debits_posted + d.debits_pending > allowed {
+            return Err(ResultCode::ExceedsCredits);
+        }
+    }
+    let c = &credit.balance;
+    if credit.flags.credits_must_not_exceed_debits && c.credits_posted + c.credits_pending > c.debits_posted {
+        return Err(ResultCode::ExceedsDebits);
+    }
+    Ok(())
+}
+
+/// Post (in full or part) or void a pending transfer.
+fn resolve_pending(
+    store: &mut Overlay<'_>,
+    t: &NewTransfer,
+    pending_id: &TransferId,
+    post: bool,
+    time: u64,
+    seq: u64,
+) -> Result<(), ResultCode> {
+    let mut pending = store.transfer(pending_id).ok_or(ResultCode::PendingTransferNotFound)?;
+    let is_pending_kind = matches!(pending.request.kind, TransferKind::Pending { .. });
+    if !is_pending_kind || !pending.result.is_ok() {
+        return Err(ResultCode::PendingTransferNotPending);
+    }
+    match pending.state {
+        TransferState::Pending => {}
+        TransferState::PendingPosted { .. } => return Err(ResultCode::PendingTransferAlreadyPosted),
+        TransferState::PendingVoided { .. } => return Err(ResultCode::PendingTransferAlreadyVoided),
+        TransferState::PendingExpired => return Err(ResultCode::PendingTransferExpired),
+        TransferState::Posted | TransferState::Rejected => {
+            unreachable!("an accepted pending transfer is never in state {:?}", pending.state)
+        }
+    }
+    if pending.expires_at_ms.is_some_and(|at| at <= time) {
+        return Err(ResultCode::PendingTransferExpired);
+    }
+    let currency = pending.currency.expect("an accepted transfer has a currency");
+    let mut debit = store.account(&pending.debit_account_id).expect("pending transfer's debit account exists");
+    let mut credit = store.account(&pending.credit_account_id).expect("pending transfer's credit account exists");
+    if post {
+        check_status_for_new(&debit, &credit)?;
+    }
+    let mismatch = (!t.debit_account_id.0.is_empty() && t.debit_account_id != pending.debit_account_id)
+        || (!t.credit_account_id.0.is_empty() && t.credit_account_id != pending.credit_account_id)
+        || t.currency.as_deref().is_some_and(|c| c != currency.code());
+    if mismatch {
+        return Err(ResultCode::PendingTransferMismatch);
+    }
+    let posted_amount = if post {
+        if t.amount.is_zero() {
+            pending.amount
+        } else {
+            money::check_amount(t.amount, currency.scale()).map_err(amount_code)?;
+            if t.amount > pending.amount {
+                return Err(ResultCode::PostAmountExceedsPending);
+            }
+            money::canonical(t.amount, currency)
+        }
+    } else {
+        if !t.amount.is_zero() && t.amount != pending.amount {
+            return Err(ResultCode::PendingTransferMismatch);
+        }
+        money::zero(currency)
+    };
+    let mut totals = store.totals(currency);
+    release(&mut debit.balance, &mut credit.balance, &mut totals, pending.amount);
+    debit.balance.debits_posted = add(debit.balance.debits_posted, posted_amount)?;
+    credit.balance.credits_posted = add(credit.balance.credits_posted, posted_amount)?;
+    totals.debits_posted = add(totals.debits_posted, posted_amount)?;
+    totals.credits_posted = add(totals.credits_posted, posted_amount)?;
+    check_limits(&debit, &credit)?;
+
+    let effect = if post { HistoryEffect::PendingPosted } else { HistoryEffect::Voided };
+    let history_amount = if post { posted_amount } else { pending.amount };
+    write_history(store, &mut debit, Side::Debit, &t.id, effect, history_amount, time, seq);
+    write_history(store, &mut credit, Side::Credit, &t.id, effect, history_amount, time, seq);
+    if let Some(expires_at_ms) = pending.expires_at_ms {
+        store.remove_expiry(Expiry { expires_at_ms, transfer_id: pending.request.id.clone() });
+    }
+    pending.state = if post {
+        TransferState::PendingPosted { posted_amount, by: t.id.clone() }
+    } else {
+        TransferState::PendingVoided { by: t.id.clone() }
+    };
+    store.put_transfer(pending.clone());
+    store.put_transfer(Transfer {
+        request: t.clone(),
+        result: ResultCode::Ok,
+        state: TransferState::Posted,
+        debit_account_id: pending.debit_account_id.clone(),
+        credit_account_id: pending.credit_account_id.clone(),
+        currency: Some(currency),
+        amount: posted_amount,
+        ledger_time_ms: time,
+        journal_seq: seq,
+        expires_at_ms: None,
+    });
+    commit_accounts(store, debit, credit, currency, totals);
+    Ok(())
+}
+
+fn release(debit: &mut Balance, credit: &mut Balance, totals: &mut Balance, amount: Decimal) {
+    debit.debits_pending = sub(debit.debits_pending, amount);
+    credit.credits_pending = sub(credit.credits_pending, amount);
+    totals.debits_pending = sub(totals.debits_pending, amount);
+    totals.credits_pending = sub(totals.credits_pending, amount);
+}
+
+/// Releases pending transfers whose timeout has passed in ledger time.
+fn expire_pending(store: &mut Overlay<'_>, time: u64, seq: u64) -> Vec<TransferId> {
+    let due = store.due_expiries(time, limits::EXPIRIES_PER_COMMAND_MAX);
+    let mut expired = Vec::with_capacity(due.len());
+    for expiry in due {
+        let mut pending = store.transfer(&expiry.transfer_id).expect("an indexed expiry has its transfer");
+        assert_eq!(pending.state, TransferState::Pending, "only pending transfers are indexed");
+        assert_eq!(pending.expires_at_ms, Some(expiry.expires_at_ms));
+        let currency = pending.currency.expect("an accepted transfer has a currency");
+        let mut debit = store.account(&pending.debit_account_id).expect("debit account exists");
+        let mut credit = store.account(&pending.credit_account_id).expect("credit account exists");
+        let mut totals = store.totals(currency);
+        release(&mut debit.balance, &mut credit.balance, &mut totals, pending.amount);
+        let id = pending.request.id.clone();
+        write_history(store, &mut debit, Side::Debit, &id, HistoryEffect::Expired, pending.amount, time, seq);
+        write_history(store, &mut credit, Side::Credit, &id, HistoryEffect::Expired, pending.amount, time, seq);
+        store.remove_expiry(expiry);
+        pending.state = TransferState::PendingExpired;
+        store.put_transfer(pending);
+        commit_accounts(store, debit, credit, currency, totals);
+        expired.push(id);
+    }
+    expired
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_history(
+    store: &mut Overlay<'_>,
+    account: &mut Account,
+    side: Side,
+    transfer_id: &TransferId,
+    effect: HistoryEffect,
+    amount: Decimal,
+    time: u64,
+    seq: u64,
+) {
+    account.history_len += 1;
+    store.push_history(
+        account.id.clone(),
+        HistoryEntry {
+            index: account.history_len,
+            transfer_id: transfer_id.clone(),
+            journal_seq: seq,
+            ledger_time_ms: time,
+            side,
+            effect,
+            amount,
+            balance: account.balance,
+        },
+    );
+}
+
+/// Writes both accounts and the currency totals, asserting the invariants that must hold after
+/// every change: balance constraints and debits == credits per currency.
+fn commit_accounts(store: &mut Overlay<'_>, debit: Account, credit: Account, currency: Currency, totals: Balance) {
+    assert!(debit.constraints_hold(), "debit account {} violates its constraints", debit.id);
+    assert!(credit.constraints_hold(), "credit account {} violates its constraints", credit.id);
+    assert_eq!(totals.debits_posted, totals.credits_posted, "posted debits != credits in {currency}");
+    assert_eq!(totals.debits_pending, totals.credits_pending, "pending debits != credits in {currency}");
+    store.put_account(debit);
+    store.put_account(credit);
+    store.put_totals(currency, totals);
+}
+
+/// The earliest pending expiry, for the leader's ledger timer.
+pub fn next_expiry(store: &dyn LedgerRead) -> Option<u64> {
+    store.due_expiries(u64::MAX, 1).first().map(|e| e.expires_at_ms)
+}

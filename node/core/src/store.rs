@@ -1,0 +1,270 @@
+//! What the ledger reads and what it writes, without saying where either lives.
+//!
+//! [`LedgerRead`] is the read side the rules need (point lookups and due expiries). The ledger
+//! never writes to a backend: it writes into an [`Overlay`], whose [`Changes`] the caller then
+//! commits atomically (the node commits them with `last_applied` in one sled batch;
+//! [`MemStore`] commits them into maps). An atomic transfer batch runs in a child overlay that
+//! is merged only if every item succeeded.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+use crate::account::Account;
+use crate::account::Balance;
+use crate::id::AccountId;
+use crate::id::TransferId;
+use crate::journal::JournalHead;
+use crate::journal::JournalRecord;
+use crate::money::Currency;
+use crate::site::SiteState;
+use crate::transfer::HistoryEntry;
+use crate::transfer::Transfer;
+
+/// A pending transfer's place in the expiry index, ordered by time then id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Expiry {
+    pub expires_at_ms: u64,
+    pub transfer_id: TransferId,
+}
+
+/// State that is not per account or transfer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerMeta {
+    /// The journal head; its `ledger_time_ms` is the ledger clock (it never goes back).
+    pub journal: JournalHead,
+    pub site: SiteState,
+}
+
+/// Per-currency sums of every account's balance columns. Debits equal credits at all times.
+pub type CurrencyTotals = Balance;
+
+/// The reads the ledger rules need.
+pub trait LedgerRead {
+    fn account(&self, id: &AccountId) -> Option<Account>;
+    fn transfer(&self, id: &TransferId) -> Option<Transfer>;
+    fn totals(&self, currency: Currency) -> CurrencyTotals;
+    /// Expiries at or before `now_ms`, oldest first, at most `limit`.
+    fn due_expiries(&self, now_ms: u64, limit: usize) -> Vec<Expiry>;
+    fn meta(&self) -> LedgerMeta;
+}
+
+/// Everything one or more commands wrote, to be committed atomically.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Changes {
+    pub accounts: BTreeMap<AccountId, Account>,
+    pub transfers: BTreeMap<TransferId, Transfer>,
+    /// `true` adds the expiry, `false` removes it.
+    pub expiries: BTreeMap<Expiry, bool>,
+    /// New history rows, in order; `(account, row)` with contiguous row indexes per account.
+    pub history: Vec<(AccountId, HistoryEntry)>,
+    pub totals: BTreeMap<Currency, CurrencyTotals>,
+    /// New journal records, contiguous.
+    pub journal: Vec<JournalRecord>,
+    pub meta: Option<LedgerMeta>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+            && self.transfers.is_empty()
+            && self.expiries.is_empty()
+            && self.history.is_empty()
+            && self.totals.is_empty()
+            && self.journal.is_empty()
+            && self.meta.is_none()
+    }
+
+    /// Applies `later` on top of `self` (later writes win).
+    pub fn merge(&mut self, later: Changes) {
+        self.accounts.extend(later.accounts);
+        self.transfers.extend(later.transfers);
+        self.expiries.extend(later.expiries);
+        self.history.extend(later.history);
+        self.totals.extend(later.totals);
+        if let (Some(last), Some(first)) = (self.journal.last(), later.journal.first()) {
+            assert_eq!(first.seq, last.seq + 1, "merged journals must be contiguous");
+        }
+        self.journal.extend(later.journal);
+        if later.meta.is_some() {
+            self.meta = later.meta;
+        }
+    }
+}
+
+/// Reads through pending [`Changes`] to a base, and collects writes.
+pub struct Overlay<'a> {
+    base: &'a dyn LedgerRead,
+    pub changes: Changes,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a dyn LedgerRead) -> Self {
+        Overlay { base, changes: Changes::default() }
+    }
+
+    pub fn into_changes(self) -> Changes {
+        self.changes
+    }
+
+    pub fn put_account(&mut self, account: Account) {
+        self.changes.accounts.insert(account.id.clone(), account);
+    }
+
+    pub fn put_transfer(&mut self, transfer: Transfer) {
+        self.changes.transfers.insert(transfer.request.id.clone(), transfer);
+    }
+
+    pub fn add_expiry(&mut self, expiry: Expiry) {
+        self.changes.expiries.insert(expiry, true);
+    }
+
+    pub fn remove_expiry(&mut self, expiry: Expiry) {
+        self.changes.expiries.insert(expiry, false);
+    }
+
+    pub fn push_history(&mut self, account: AccountId, row: HistoryEntry) {
+        self.changes.history.push((account, row));
+    }
+
+    pub fn put_totals(&mut self, currency: Currency, totals: CurrencyTotals) {
+        self.changes.totals.insert(currency, totals);
+    }
+
+    pub fn append_journal(&mut self, record: JournalRecord) {
+        let mut meta = self.meta();
+        assert_eq!(record.seq, meta.journal.seq + 1, "journal must stay contiguous");
+        assert_eq!(record.prev_hash, meta.journal.hash, "journal must stay chained");
+        meta.journal = record.head();
+        self.changes.journal.push(record);
+        self.changes.meta = Some(meta);
+    }
+
+    pub fn put_meta(&mut self, meta: LedgerMeta) {
+        self.changes.meta = Some(meta);
+    }
+}
+
+impl LedgerRead for Overlay<'_> {
+    fn account(&self, id: &AccountId) -> Option<Account> {
+        match self.changes.accounts.get(id) {
+            Some(account) => Some(account.clone()),
+            None => self.base.account(id),
+        }
+    }
+
+    fn transfer(&self, id: &TransferId) -> Option<Transfer> {
+        match self.changes.transfers.get(id) {
+            Some(transfer) => Some(transfer.clone()),
+            None => self.base.transfer(id),
+        }
+    }
+
+    fn totals(&self, currency: Currency) -> CurrencyTotals {
+        match self.changes.totals.get(&currency) {
+            Some(totals) => *totals,
+            None => self.base.totals(currency),
+        }
+    }
+
+    fn due_expiries(&self, now_ms: u64, limit: usize) -> Vec<Expiry> {
+        let removed = self.changes.expiries.values().filter(|added| !**added).count();
+        let mut due: BTreeSet<Expiry> = self
+            .base
+            .due_expiries(now_ms, limit + removed)
+            .into_iter()
+            .filter(|e| self.changes.expiries.get(e) != Some(&false))
+            .collect();
+        for (expiry, added) in &self.changes.expiries {
+            if *added && expiry.expires_at_ms <= now_ms {
+                due.insert(expiry.clone());
+            }
+        }
+        due.into_iter().take(limit).collect()
+    }
+
+    fn meta(&self) -> LedgerMeta {
+        match &self.changes.meta {
+            Some(meta) => meta.clone(),
+            None => self.base.meta(),
+        }
+    }
+}
+
+/// The whole ledger in memory: the reference backend for tests, property tests and the
+/// simulation tier. The node's sled backend must behave identically.
+#[derive(Clone, Debug, Default)]
+pub struct MemStore {
+    pub accounts: BTreeMap<AccountId, Account>,
+    pub transfers: BTreeMap<TransferId, Transfer>,
+    pub expiries: BTreeSet<Expiry>,
+    pub history: BTreeMap<(AccountId, u64), HistoryEntry>,
+    pub totals: BTreeMap<Currency, CurrencyTotals>,
+    pub journal: Vec<JournalRecord>,
+    pub meta: LedgerMeta,
+}
+
+impl MemStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn commit(&mut self, changes: Changes) {
+        self.accounts.extend(changes.accounts);
+        self.transfers.extend(changes.transfers);
+        for (expiry, added) in changes.expiries {
+            if added {
+                self.expiries.insert(expiry);
+            } else {
+                self.expiries.remove(&expiry);
+            }
+        }
+        for (account, row) in changes.history {
+            let key = (account, row.index);
+            assert!(!self.history.contains_key(&key), "history rows are written once");
+            self.history.insert(key, row);
+        }
+        self.totals.extend(changes.totals);
+        for record in changes.journal {
+            assert_eq!(record.seq, self.journal.len() as u64 + 1);
+            self.journal.push(record);
+        }
+        if let Some(meta) = changes.meta {
+            self.meta = meta;
+        }
+    }
+
+    /// History rows of an account from `from_index`, at most `limit`.
+    pub fn history_of(&self, account: &AccountId, from_index: u64, limit: usize) -> Vec<HistoryEntry> {
+        self.history
+            .range((account.clone(), from_index)..)
+            .take_while(|((a, _), _)| a == account)
+            .take(limit)
+            .map(|(_, row)| row.clone())
+            .collect()
+    }
+}
+
+impl LedgerRead for MemStore {
+    fn account(&self, id: &AccountId) -> Option<Account> {
+        self.accounts.get(id).cloned()
+    }
+
+    fn transfer(&self, id: &TransferId) -> Option<Transfer> {
+        self.transfers.get(id).cloned()
+    }
+
+    fn totals(&self, currency: Currency) -> CurrencyTotals {
+        self.totals.get(&currency).copied().unwrap_or_default()
+    }
+
+    fn due_expiries(&self, now_ms: u64, limit: usize) -> Vec<Expiry> {
+        self.expiries.iter().take_while(|e| e.expires_at_ms <= now_ms).take(limit).cloned().collect()
+    }
+
+    fn meta(&self) -> LedgerMeta {
+        self.meta.clone()
+    }
+}

@@ -1,0 +1,206 @@
+//! `NodeConfig`: everything a node needs, read from one TOML file and validated once.
+//! Every limit is explicit, with its unit last in the name.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use serde::Serialize;
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid TOML in {path}: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Raft node id, unique within the site (>= 1).
+    pub node_id: u64,
+    /// The site this node belongs to (e.g. `primary`, `dr`).
+    pub site: String,
+    /// The zone within the site (e.g. `a`).
+    pub zone: String,
+    /// Name of the Raft group; peers refuse RPCs for another group. Defaults to the site name.
+    #[serde(default)]
+    pub cluster: String,
+    /// Address advertised to clients, and the one the client listener binds.
+    pub client_addr: String,
+    /// Address advertised to peers, and the one the peer listener binds.
+    pub peer_addr: String,
+    /// Prometheus `/metrics` over plain HTTP; none if empty.
+    #[serde(default)]
+    pub metrics_addr: String,
+    pub data_dir: PathBuf,
+    /// Data keys sealing personal data at rest (see `security::pii`).
+    pub data_key_file: PathBuf,
+    /// Plaintext gRPC with no client authentication. Development only.
+    #[serde(default)]
+    pub insecure: bool,
+    #[serde(default)]
+    pub tls: Option<TlsFiles>,
+    #[serde(default)]
+    pub raft: RaftTiming,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Peer address overrides by node id, used instead of the address in Raft membership.
+    /// The chaos harness routes each link through its own fault proxy this way.
+    #[serde(default)]
+    pub routes: BTreeMap<String, String>,
+}
+
+/// PEM files for mutual TLS.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// The CA that signs every node and client certificate.
+    pub ca: PathBuf,
+    /// This node's certificate and key (used as server and as client to peers).
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Raft timing. Defaults suit one host with noisy fsync (see notes/openraft-sled.md).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_min_ms: u64,
+    pub election_max_ms: u64,
+    /// Deadline of one snapshot chunk RPC; the last chunk installs the whole state inside it.
+    pub install_snapshot_timeout_ms: u64,
+    /// Build a snapshot after this many entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Entries kept below a snapshot so that slightly lagging followers catch up from the log.
+    pub keep_entries_after_snapshot: u64,
+    pub purge_batch_entries: u64,
+    pub snapshot_chunk_bytes: u64,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            heartbeat_ms: 100,
+            election_min_ms: 1000,
+            election_max_ms: 2000,
+            install_snapshot_timeout_ms: 30_000,
+            snapshot_every_entries: 20_000,
+            keep_entries_after_snapshot: 5_000,
+            purge_batch_entries: 256,
+            snapshot_chunk_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// Limits of the write and read paths.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// A write not applied within this time fails with an unknown outcome (safe to retry with
+    /// the same ids).
+    pub write_timeout_ms: u64,
+    /// Deadline of a linearizable read barrier.
+    pub read_timeout_ms: u64,
+    /// Most commands the batcher puts into one Raft entry (also bounded by 60 KiB).
+    pub entry_commands_max: usize,
+    /// Entries proposed but not yet applied, at most. While all are in flight, new commands
+    /// queue and the next entry takes all of them (group commit).
+    pub in_flight_entries_max: usize,
+    /// Commands queued for the batcher, at most; beyond it writes fail with RESOURCE_EXHAUSTED.
+    pub queue_commands_max: usize,
+    /// sled page cache.
+    pub sled_cache_bytes: u64,
+    /// Largest gRPC message, both directions.
+    pub grpc_message_bytes_max: usize,
+    /// Concurrent client streams per connection.
+    pub grpc_concurrent_streams_max: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            write_timeout_ms: 10_000,
+            read_timeout_ms: 5_000,
+            entry_commands_max: 512,
+            in_flight_entries_max: 4,
+            queue_commands_max: 20_000,
+            sled_cache_bytes: 128 * 1024 * 1024,
+            grpc_message_bytes_max: 16 * 1024 * 1024,
+            grpc_concurrent_streams_max: 1024,
+        }
+    }
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let mut config: NodeConfig =
+            toml::from_str(&text).map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source })?;
+        if config.cluster.is_empty() {
+            config.cluster = config.site.clone();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |msg: String| Err(ConfigError::Invalid(msg));
+        if self.node_id == 0 {
+            return bad("node_id must be >= 1".into());
+        }
+        if ledger_core::id::check_id(&self.site).is_err() || self.site.len() > ledger_core::site::SITE_NAME_BYTES_MAX {
+            return bad(format!("site {:?} must be a short id", self.site));
+        }
+        if self.zone.is_empty() {
+            return bad("zone must not be empty".into());
+        }
+        if self.insecure == self.tls.is_some() {
+            return bad("set exactly one of `insecure = true` or a [tls] section".into());
+        }
+        let r = &self.raft;
+        if !(r.heartbeat_ms > 0 && r.heartbeat_ms < r.election_min_ms && r.election_min_ms < r.election_max_ms) {
+            return bad("raft timing needs 0 < heartbeat_ms < election_min_ms < election_max_ms".into());
+        }
+        let l = &self.limits;
+        if l.entry_commands_max == 0 || l.in_flight_entries_max == 0 || l.queue_commands_max == 0 {
+            return bad("limits must be positive".into());
+        }
+        for (id, addr) in &self.routes {
+            if id.parse::<u64>().is_err() || addr.is_empty() {
+                return bad(format!("route {id:?} = {addr:?} must map a node id to an address"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The peer address overrides by node id.
+    pub fn route_overrides(&self) -> BTreeMap<u64, String> {
+        self.routes.iter().filter_map(|(id, addr)| Some((id.parse().ok()?, addr.clone()))).collect()
+    }
+
+    /// The openraft configuration.
+    pub fn openraft(&self) -> openraft::Config {
+        let r = &self.raft;
+        openraft::Config {
+            cluster_name: self.cluster.clone(),
+            heartbeat_interval: r.heartbeat_ms,
+            election_timeout_min: r.election_min_ms,
+            election_timeout_max: r.election_max_ms,
+            install_snapshot_timeout: r.install_snapshot_timeout_ms,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(r.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: r.keep_entries_after_snapshot,
+            purge_batch_size: r.purge_batch_entries,
+            snapshot_max_chunk_size: r.snapshot_chunk_bytes,
+            max_payload_entries: 64,
+            ..Default::default()
+        }
+    }
+}

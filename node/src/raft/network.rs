@@ -1,0 +1,241 @@
+//! The Raft network over gRPC: openraft's `RaftNetworkFactory`/`RaftNetwork` on the client
+//! side, and the shared peer-client cache used for write forwarding and read indexes.
+//!
+//! Payloads are versioned postcard encodings of openraft's own request types; a reply carries
+//! `Result<Response, RaftError>` as the remote Raft returned it. A gRPC status is only ever a
+//! transport failure: `UNAVAILABLE` (refused, reset, unreachable) becomes `Unreachable`, so
+//! openraft backs off instead of retrying on every heartbeat.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ledger_core::codec;
+use ledger_proto::v1::peer::RaftReply;
+use ledger_proto::v1::peer::RaftRequest;
+use ledger_proto::v1::peer::raft_peer_client::RaftPeerClient;
+use openraft::error::InstallSnapshotError;
+use openraft::error::NetworkError;
+use openraft::error::RPCError;
+use openraft::error::RaftError;
+use openraft::error::RemoteError;
+use openraft::error::Unreachable;
+use openraft::network::Backoff;
+use openraft::network::RPCOption;
+use openraft::network::RaftNetwork;
+use openraft::network::RaftNetworkFactory;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
+use openraft::raft::InstallSnapshotRequest;
+use openraft::raft::InstallSnapshotResponse;
+use openraft::raft::VoteRequest;
+use openraft::raft::VoteResponse;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::transport::Channel;
+
+use crate::raft::types::Member;
+use crate::raft::types::NodeId;
+use crate::raft::types::TypeConfig;
+use crate::transport::Transport;
+
+/// Backoff for an unreachable peer: from 100 ms, doubling, capped at 2 s.
+const BACKOFF_START_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 2000;
+
+/// Which peer RPC.
+#[derive(Clone, Copy, Debug)]
+pub enum PeerMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Propose,
+    ReadIndex,
+    Campaign,
+}
+
+/// Peer channels, cached per (node, address): openraft asks for a client per replication
+/// stream, per election and per read-index round.
+pub struct PeerClients {
+    pub cluster: String,
+    pub self_id: NodeId,
+    transport: Transport,
+    message_bytes_max: usize,
+    /// Address overrides by node id (fault proxies in chaos drills).
+    routes: BTreeMap<NodeId, String>,
+    channels: Mutex<HashMap<(NodeId, String), Channel>>,
+}
+
+/// A transport failure or an undecodable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error("peer {target} at {addr}: {status}")]
+    Status { target: NodeId, addr: String, status: tonic::Status },
+    #[error("peer {target}: bad address: {reason}")]
+    Address { target: NodeId, reason: String },
+    #[error("peer {target}: undecodable reply: {reason}")]
+    Decode { target: NodeId, reason: String },
+}
+
+impl PeerCallError {
+    /// Refused, reset or unreachable: back off rather than retry at once.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            PeerCallError::Status { status, .. } => {
+                matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown)
+            }
+            PeerCallError::Address { .. } => true,
+            PeerCallError::Decode { .. } => false,
+        }
+    }
+}
+
+impl PeerClients {
+    pub fn new(
+        cluster: String,
+        self_id: NodeId,
+        transport: Transport,
+        message_bytes_max: usize,
+        routes: BTreeMap<NodeId, String>,
+    ) -> Arc<PeerClients> {
+        Arc::new(PeerClients {
+            cluster,
+            self_id,
+            transport,
+            message_bytes_max,
+            routes,
+            channels: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn address(&self, target: NodeId, member: &Member) -> String {
+        self.routes.get(&target).cloned().unwrap_or_else(|| member.peer_addr.clone())
+    }
+
+    fn client(&self, target: NodeId, member: &Member) -> Result<(RaftPeerClient<Channel>, String), PeerCallError> {
+        let addr = self.address(target, member);
+        let mut channels = self.channels.lock().expect("lock is never poisoned");
+        let channel = match channels.get(&(target, addr.clone())) {
+            Some(channel) => channel.clone(),
+            None => {
+                let channel = self
+                    .transport
+                    .channel(&addr)
+                    .map_err(|e| PeerCallError::Address { target, reason: e.to_string() })?;
+                channels.insert((target, addr.clone()), channel.clone());
+                channel
+            }
+        };
+        let client = RaftPeerClient::new(channel)
+            .max_decoding_message_size(self.message_bytes_max)
+            .max_encoding_message_size(self.message_bytes_max);
+        Ok((client, addr))
+    }
+
+    /// Calls `method` on `target` with an encoded request; decodes the reply as `Resp`.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: NodeId,
+        member: &Member,
+        method: PeerMethod,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerCallError> {
+        let (mut client, addr) = self.client(target, member)?;
+        let mut req = tonic::Request::new(RaftRequest {
+            cluster: self.cluster.clone(),
+            from: self.self_id,
+            to: target,
+            payload: codec::encode(request),
+        });
+        req.set_timeout(timeout);
+        let reply: Result<tonic::Response<RaftReply>, tonic::Status> = match method {
+            PeerMethod::AppendEntries => client.append_entries(req).await,
+            PeerMethod::Vote => client.vote(req).await,
+            PeerMethod::InstallSnapshot => client.install_snapshot(req).await,
+            PeerMethod::Propose => client.propose(req).await,
+            PeerMethod::ReadIndex => client.read_index(req).await,
+            PeerMethod::Campaign => client.campaign(req).await,
+        };
+        let reply = reply.map_err(|status| PeerCallError::Status { target, addr, status })?;
+        codec::decode(&reply.into_inner().payload).map_err(|e| PeerCallError::Decode { target, reason: e.to_string() })
+    }
+}
+
+/// openraft's factory of per-target network clients.
+#[derive(Clone)]
+pub struct PeerNetwork {
+    pub clients: Arc<PeerClients>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerConnection;
+
+    async fn new_client(&mut self, target: NodeId, node: &Member) -> PeerConnection {
+        PeerConnection { target, member: node.clone(), clients: self.clients.clone() }
+    }
+}
+
+pub struct PeerConnection {
+    target: NodeId,
+    member: Member,
+    clients: Arc<PeerClients>,
+}
+
+impl PeerConnection {
+    async fn raft_call<Req, Resp, E>(
+        &self,
+        method: PeerMethod,
+        request: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, Member, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: DeserializeOwned + std::error::Error,
+    {
+        let result: Result<Result<Resp, RaftError<NodeId, E>>, PeerCallError> =
+            self.clients.call(self.target, &self.member, method, request, option.hard_ttl()).await;
+        match result {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
+            Err(e) if e.is_unreachable() => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerConnection {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.raft_call(PeerMethod::AppendEntries, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId, InstallSnapshotError>>>
+    {
+        self.raft_call(PeerMethod::InstallSnapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, Member, RaftError<NodeId>>> {
+        self.raft_call(PeerMethod::Vote, &rpc, &option).await
+    }
+
+    fn backoff(&self) -> Backoff {
+        let delays = std::iter::successors(Some(BACKOFF_START_MS), |ms| Some((ms * 2).min(BACKOFF_MAX_MS)))
+            .map(Duration::from_millis);
+        Backoff::new(delays)
+    }
+}

@@ -1,0 +1,120 @@
+//! Storage on sled: the Raft log, the Raft vote and the ledger state. The ONLY module that
+//! imports sled (architecture invariant, checked by the `tidy` test).
+//!
+//! One sled database per node, with these trees:
+//! - `raft_log`: Raft entries by index (u64 big-endian), each value `crc32 || encoded entry`;
+//! - `raft_meta`: vote, committed log id, last purged log id;
+//! - `sm_meta`: which generation of state trees is current, and the current snapshot;
+//! - `sm_<gen>`: the ledger state (accounts, transfers, history, expiries, currency totals,
+//!   journal, site, `last_applied`, membership), all in one tree so that applying entries is
+//!   one atomic `apply_batch`.
+//!
+//! Durability contract (see `notes/openraft-sled.md`): sled's own flush uses
+//! `sync_file_range`, which does not reach a drive's volatile cache, so [`SledDb::sync`]
+//! flushes sled and then `fdatasync`s the database file. Every value stays far below sled's
+//! blob threshold (~128 KiB), because blob files are never fsynced.
+
+pub mod keys;
+pub mod log;
+pub mod snapshot;
+pub mod state;
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use log::SledLogStore;
+pub use state::SledStateMachine;
+pub use state::StateReader;
+
+/// A storage failure. Any of these inside Raft storage is fatal for the node.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("io on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("corrupt {what}: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+/// The node's sled database and the file handle used to fsync it.
+#[derive(Clone)]
+pub struct SledDb {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    dir: PathBuf,
+    /// `<dir>/db`, the file holding sled's log and pages; `fdatasync` on it after a flush.
+    db_file: File,
+}
+
+impl SledDb {
+    /// Opens (or creates) the database under `dir/sled`.
+    ///
+    /// `cache_bytes` bounds sled's page cache; sled's RSS can reach several times this.
+    /// The background flush is left at sled's default as a backstop only: durability comes from
+    /// the explicit [`SledDb::sync`] calls of the log store.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledDb, StoreError> {
+        let sled_dir = dir.join("sled");
+        std::fs::create_dir_all(&sled_dir).map_err(|source| StoreError::Io { path: sled_dir.clone(), source })?;
+        let db = sled::Config::new()
+            .path(&sled_dir)
+            .cache_capacity(cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .flush_every_ms(Some(500))
+            .open()?;
+        let db_path = sled_dir.join("db");
+        let db_file = File::open(&db_path).map_err(|source| StoreError::Io { path: db_path, source })?;
+        Ok(SledDb { inner: Arc::new(Inner { db, dir: dir.to_path_buf(), db_file }) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub(crate) fn tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        Ok(self.inner.db.open_tree(name)?)
+    }
+
+    pub(crate) fn drop_tree(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.inner.db.drop_tree(name)?)
+    }
+
+    /// Makes every write so far durable: sled flush (write-out with `sync_file_range`), then
+    /// `fdatasync` of the database file (reaches the drive's cache flush).
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        self.inner.db.flush_async().await?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.db_file.sync_data())
+            .await
+            .expect("fsync task does not panic")
+            .map_err(|source| StoreError::Io { path: self.inner.dir.join("sled/db"), source })
+    }
+
+    /// Same as [`SledDb::sync`], for blocking contexts.
+    pub fn sync_blocking(&self) -> Result<(), StoreError> {
+        self.inner.db.flush()?;
+        self.inner.db_file.sync_data().map_err(|source| StoreError::Io { path: self.inner.dir.join("sled/db"), source })
+    }
+
+    /// Bytes sled uses on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.inner.db.size_on_disk().unwrap_or(0)
+    }
+}
+
+/// Opens the log store and the state machine of a node over one database.
+pub fn open(dir: &Path, cache_bytes: u64) -> Result<(SledLogStore, SledStateMachine), StoreError> {
+    let db = SledDb::open(dir, cache_bytes)?;
+    let log = SledLogStore::new(db.clone())?;
+    let sm = SledStateMachine::new(db)?;
+    Ok((log, sm))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,593 @@
+//! `SledStateMachine`: the ledger state on sled, implementing openraft's `RaftStateMachine`,
+//! and `StateReader`, the read side the API uses.
+//!
+//! Applying entries runs the pure ledger (`ledger_core::ledger::apply`) over an overlay of the
+//! current state tree, then writes the overlay's changes, `last_applied` and the membership in
+//! one `apply_batch`: a crash leaves the state at an entry boundary and openraft re-applies
+//! from there. State writes are not synced here; the next log append's sync covers them, and
+//! `purge` syncs before dropping entries that could rebuild them.
+//!
+//! State trees are generations (`sm_<gen>`): installing a snapshot fills `sm_<gen+1>`, syncs,
+//! flips `current_gen` in `sm_meta`, syncs, then drops the old tree, so a crash at any point
+//! leaves one complete generation current.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::RwLock;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+
+use ledger_core::account::Account;
+use ledger_core::codec;
+use ledger_core::id::AccountId;
+use ledger_core::id::TransferId;
+use ledger_core::journal::JournalHead;
+use ledger_core::journal::JournalRecord;
+use ledger_core::ledger;
+use ledger_core::money::Currency;
+use ledger_core::store::Changes;
+use ledger_core::store::CurrencyTotals;
+use ledger_core::store::Expiry;
+use ledger_core::store::LedgerMeta;
+use ledger_core::store::LedgerRead;
+use ledger_core::store::Overlay;
+use ledger_core::transfer::HistoryEntry;
+use ledger_core::transfer::Transfer;
+use openraft::EntryPayload;
+use openraft::RaftSnapshotBuilder;
+use openraft::StorageIOError;
+use openraft::storage::RaftStateMachine;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use super::SledDb;
+use super::StoreError;
+use super::keys;
+use super::snapshot;
+use crate::raft::types::Applied;
+use crate::raft::types::CommandResult;
+use crate::raft::types::Entry;
+use crate::raft::types::LogId;
+use crate::raft::types::Payload;
+use crate::raft::types::Snapshot;
+use crate::raft::types::SnapshotMeta;
+use crate::raft::types::StorageError;
+use crate::raft::types::StoredMembership;
+use crate::raft::types::TypeConfig;
+
+const CURRENT_GEN: &[u8] = b"current_gen";
+const SNAPSHOT: &[u8] = b"snapshot";
+/// Entries applied per sled batch; bounds the overlay when a restarting node re-applies a
+/// long stretch of log.
+const APPLY_CHUNK_ENTRIES: usize = 64;
+
+fn tree_name(generation: u64) -> String {
+    format!("sm_{generation}")
+}
+
+fn sm_read_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    StorageIOError::read_state_machine(&e).into()
+}
+
+fn sm_write_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    StorageIOError::write_state_machine(&e).into()
+}
+
+fn snapshot_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
+    StorageIOError::write_snapshot(None, &e).into()
+}
+
+/// Decodes a value of our own state. A value we wrote that does not decode means the disk or
+/// sled lied: stop rather than diverge.
+fn must_decode<T: DeserializeOwned>(what: &str, key: &[u8], bytes: &[u8]) -> T {
+    match codec::decode(bytes) {
+        Ok(value) => value,
+        Err(e) => panic!("corrupt {what} at key {}: {e}", String::from_utf8_lossy(key)),
+    }
+}
+
+fn must_get(tree: &sled::Tree, key: &[u8]) -> Option<sled::IVec> {
+    match tree.get(key) {
+        Ok(value) => value,
+        Err(e) => panic!("sled read failed at key {}: {e}", String::from_utf8_lossy(key)),
+    }
+}
+
+fn get_decoded<T: DeserializeOwned>(tree: &sled::Tree, what: &str, key: &[u8]) -> Option<T> {
+    must_get(tree, key).map(|bytes| must_decode(what, key, &bytes))
+}
+
+/// The ledger's read interface over one state tree.
+pub(crate) struct SledLedger<'a> {
+    tree: &'a sled::Tree,
+}
+
+impl LedgerRead for SledLedger<'_> {
+    fn account(&self, id: &AccountId) -> Option<Account> {
+        get_decoded(self.tree, "account", &keys::account(id))
+    }
+
+    fn transfer(&self, id: &TransferId) -> Option<Transfer> {
+        get_decoded(self.tree, "transfer", &keys::transfer(id))
+    }
+
+    fn totals(&self, currency: Currency) -> CurrencyTotals {
+        get_decoded(self.tree, "totals", &keys::totals(currency)).unwrap_or_default()
+    }
+
+    fn due_expiries(&self, now_ms: u64, limit: usize) -> Vec<Expiry> {
+        let mut due = Vec::new();
+        for item in self.tree.scan_prefix([keys::EXPIRY]) {
+            let (key, _) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
+            let (expires_at_ms, transfer_id) =
+                keys::parse_expiry(&key).unwrap_or_else(|| panic!("corrupt expiry key {key:?}"));
+            if expires_at_ms > now_ms || due.len() == limit {
+                break;
+            }
+            due.push(Expiry { expires_at_ms, transfer_id });
+        }
+        due
+    }
+
+    fn meta(&self) -> LedgerMeta {
+        get_decoded(self.tree, "ledger meta", keys::META_LEDGER).unwrap_or_default()
+    }
+}
+
+fn put<T: Serialize + ?Sized>(batch: &mut sled::Batch, key: &[u8], value: &T) {
+    batch.insert(key, codec::encode(value));
+}
+
+/// Turns ledger changes into one sled batch.
+fn changes_to_batch(changes: Changes, batch: &mut sled::Batch) {
+    for (id, account) in &changes.accounts {
+        put(batch, &keys::account(id), account);
+    }
+    for (id, transfer) in &changes.transfers {
+        put(batch, &keys::transfer(id), transfer);
+    }
+    for (expiry, added) in &changes.expiries {
+        let key = keys::expiry(expiry.expires_at_ms, &expiry.transfer_id);
+        if *added {
+            batch.insert(key, &[]);
+        } else {
+            batch.remove(key);
+        }
+    }
+    for (account, row) in &changes.history {
+        put(batch, &keys::history(account, row.index), row);
+    }
+    for (currency, totals) in &changes.totals {
+        put(batch, &keys::totals(*currency), totals);
+    }
+    for record in &changes.journal {
+        let value = codec::encode(record);
+        assert!(value.len() < 64 * 1024, "journal record {} is {} bytes", record.seq, value.len());
+        batch.insert(keys::journal(record.seq), value);
+    }
+    if let Some(meta) = &changes.meta {
+        put(batch, keys::META_LEDGER, meta);
+    }
+}
+
+/// The current state tree, shared by the state machine and the readers.
+struct Current {
+    generation: u64,
+    tree: sled::Tree,
+}
+
+pub struct SledStateMachine {
+    db: SledDb,
+    sm_meta: sled::Tree,
+    current: Arc<RwLock<Current>>,
+    snapshot_dir: PathBuf,
+    /// Files being received by `begin_receiving_snapshot`, removed after install.
+    incoming: Vec<PathBuf>,
+    head: watch::Sender<JournalHead>,
+    applied_index: Arc<AtomicU64>,
+    snapshot_counter: u64,
+}
+
+impl SledStateMachine {
+    pub fn new(db: SledDb) -> Result<Self, StoreError> {
+        let sm_meta = db.tree("sm_meta")?;
+        let generation: u64 = match sm_meta.get(CURRENT_GEN)? {
+            Some(bytes) => {
+                codec::decode(&bytes).map_err(|e| StoreError::Corrupt { what: "sm_meta", detail: e.to_string() })?
+            }
+            None => 1,
+        };
+        let tree = db.tree(&tree_name(generation))?;
+        let snapshot_dir = db.dir().join("snapshots");
+        std::fs::create_dir_all(&snapshot_dir)
+            .map_err(|source| StoreError::Io { path: snapshot_dir.clone(), source })?;
+        // Partial files of an interrupted receive or dump are garbage.
+        for entry in
+            std::fs::read_dir(&snapshot_dir).map_err(|source| StoreError::Io { path: snapshot_dir.clone(), source })?
+        {
+            let path = entry.map_err(|source| StoreError::Io { path: snapshot_dir.clone(), source })?.path();
+            if path.extension().is_some_and(|e| e == "tmp" || e == "incoming") {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        let ledger = SledLedger { tree: &tree };
+        let head = ledger.meta().journal;
+        let applied: Option<LogId> = get_decoded::<Option<LogId>>(&tree, "applied", keys::META_APPLIED).flatten();
+        let (head_tx, _) = watch::channel(head);
+        Ok(SledStateMachine {
+            db,
+            sm_meta,
+            current: Arc::new(RwLock::new(Current { generation, tree })),
+            snapshot_dir,
+            incoming: Vec::new(),
+            head: head_tx,
+            applied_index: Arc::new(AtomicU64::new(applied.map_or(0, |a| a.index))),
+            snapshot_counter: 0,
+        })
+    }
+
+    /// The read side, for the API.
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            current: self.current.clone(),
+            head: self.head.subscribe(),
+            applied_index: self.applied_index.clone(),
+            db: self.db.clone(),
+        }
+    }
+
+    fn tree(&self) -> sled::Tree {
+        self.current.read().expect("lock is never poisoned").tree.clone()
+    }
+
+    fn apply_chunk(&mut self, tree: &sled::Tree, entries: Vec<Entry>) -> Result<Vec<Applied>, StorageError> {
+        let base = SledLedger { tree };
+        let mut overlay = Overlay::new(&base);
+        let mut replies = Vec::with_capacity(entries.len());
+        let mut last_applied = None;
+        let mut membership = None;
+        for entry in entries {
+            last_applied = Some(entry.log_id);
+            match entry.payload {
+                EntryPayload::Blank => replies.push(Applied::default()),
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    replies.push(Applied::default());
+                }
+                EntryPayload::Normal(Payload::Commands { proposed_at_ms, commands }) => {
+                    let mut results = Vec::with_capacity(commands.len());
+                    for envelope in &commands {
+                        let seq_before = overlay.meta().journal.seq;
+                        let outcome = ledger::apply(&mut overlay, envelope, proposed_at_ms, entry.log_id.index);
+                        let head = overlay.meta().journal;
+                        let journaled = head.seq > seq_before;
+                        assert!(head.seq <= seq_before + 1, "one record per command at most");
+                        results.push(CommandResult {
+                            outcome,
+                            journal_seq: if journaled { head.seq } else { 0 },
+                            ledger_time_ms: head.ledger_time_ms.max(proposed_at_ms),
+                            raft_index: entry.log_id.index,
+                        });
+                    }
+                    replies.push(Applied { results });
+                }
+            }
+        }
+        let changes = overlay.into_changes();
+        let new_head = changes.meta.as_ref().map(|m| m.journal);
+        let mut batch = sled::Batch::default();
+        changes_to_batch(changes, &mut batch);
+        put(&mut batch, keys::META_APPLIED, &last_applied);
+        if let Some(membership) = &membership {
+            put(&mut batch, keys::META_MEMBERSHIP, membership);
+        }
+        tree.apply_batch(batch).map_err(sm_write_err)?;
+        if let Some(applied) = last_applied {
+            self.applied_index.store(applied.index, Ordering::Release);
+        }
+        if let Some(head) = new_head {
+            self.head.send_replace(head);
+        }
+        Ok(replies)
+    }
+
+    fn snapshot_path(&self, snapshot_id: &str) -> PathBuf {
+        self.snapshot_dir.join(format!("{snapshot_id}.snap"))
+    }
+
+    fn current_snapshot_meta(&self) -> Result<Option<SnapshotMeta>, StorageError> {
+        match self.sm_meta.get(SNAPSHOT).map_err(sm_read_err)? {
+            None => Ok(None),
+            Some(bytes) => Ok(Some(codec::decode(&bytes).map_err(sm_read_err)?)),
+        }
+    }
+
+    /// Records `meta` as the current snapshot and deletes every other snapshot file.
+    fn set_current_snapshot(&self, meta: &SnapshotMeta) -> Result<(), StorageError> {
+        self.sm_meta.insert(SNAPSHOT, codec::encode(meta)).map_err(snapshot_err)?;
+        self.db.sync_blocking().map_err(snapshot_err)?;
+        let keep = self.snapshot_path(&meta.snapshot_id);
+        for entry in std::fs::read_dir(&self.snapshot_dir).map_err(snapshot_err)? {
+            let path = entry.map_err(snapshot_err)?.path();
+            if path.extension().is_some_and(|e| e == "snap") && path != keep {
+                std::fs::remove_file(&path).map_err(snapshot_err)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds snapshots from a copy taken while applies were paused.
+pub struct SledSnapshotBuilder {
+    /// The dumped file and its meta, or the error the dump hit.
+    dumped: Result<(SnapshotMeta, PathBuf), StoreError>,
+    sm_meta: sled::Tree,
+    db: SledDb,
+    snapshot_dir: PathBuf,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SledSnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (meta, path) = match &self.dumped {
+            Ok(dumped) => dumped.clone(),
+            Err(e) => return Err(StorageIOError::write_snapshot(None, &io::Error::other(e.to_string())).into()),
+        };
+        // Make it current (durably) before it can justify a log purge.
+        self.sm_meta.insert(SNAPSHOT, codec::encode(&meta)).map_err(snapshot_err)?;
+        self.db.sync().await.map_err(snapshot_err)?;
+        for entry in std::fs::read_dir(&self.snapshot_dir).map_err(snapshot_err)? {
+            let other = entry.map_err(snapshot_err)?.path();
+            if other.extension().is_some_and(|e| e == "snap") && other != path {
+                let _ = std::fs::remove_file(&other);
+            }
+        }
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        tracing::info!(snapshot = %meta.snapshot_id, last_log = ?meta.last_log_id, "snapshot built");
+        Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for SledStateMachine {
+    type SnapshotBuilder = SledSnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        let tree = self.tree();
+        let applied: Option<LogId> = get_decoded::<Option<LogId>>(&tree, "applied", keys::META_APPLIED).flatten();
+        let membership: StoredMembership = get_decoded(&tree, "membership", keys::META_MEMBERSHIP).unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Applied>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let tree = self.tree();
+        let mut replies = Vec::new();
+        let mut chunk = Vec::with_capacity(APPLY_CHUNK_ENTRIES);
+        for entry in entries {
+            chunk.push(entry);
+            if chunk.len() == APPLY_CHUNK_ENTRIES {
+                replies.extend(self.apply_chunk(&tree, std::mem::take(&mut chunk))?);
+            }
+        }
+        if !chunk.is_empty() {
+            replies.extend(self.apply_chunk(&tree, chunk)?);
+        }
+        Ok(replies)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        // Runs between applies: dump now, so the file matches `last_applied` exactly (sled has
+        // no point-in-time view to read later).
+        self.snapshot_counter += 1;
+        let tree = self.tree();
+        let counter = self.snapshot_counter;
+        let snapshot_dir = self.snapshot_dir.clone();
+        let dumped = tokio::task::spawn_blocking(move || -> Result<(SnapshotMeta, PathBuf), StoreError> {
+            let applied: Option<LogId> = get_decoded::<Option<LogId>>(&tree, "applied", keys::META_APPLIED).flatten();
+            let membership: StoredMembership =
+                get_decoded(&tree, "membership", keys::META_MEMBERSHIP).unwrap_or_default();
+            let snapshot_id = match applied {
+                Some(log_id) => {
+                    format!("{}-{}-{}-{counter}", log_id.leader_id.term, log_id.leader_id.node_id, log_id.index)
+                }
+                None => format!("0-0-0-{counter}"),
+            };
+            let path = snapshot_dir.join(format!("{snapshot_id}.snap"));
+            let n_keys = snapshot::dump(&tree, &path)?;
+            tracing::debug!(%snapshot_id, n_keys, "state dumped for snapshot");
+            Ok((SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id }, path))
+        })
+        .await
+        .expect("snapshot dump does not panic");
+        SledSnapshotBuilder {
+            dumped,
+            sm_meta: self.sm_meta.clone(),
+            db: self.db.clone(),
+            snapshot_dir: self.snapshot_dir.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let path = self.snapshot_dir.join(format!("{nanos}.incoming"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(snapshot_err)?;
+        self.incoming.push(path);
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
+        let mut file = snapshot.into_std().await;
+        let generation = self.current.read().expect("lock is never poisoned").generation + 1;
+        let new_tree = self.db.tree(&tree_name(generation)).map_err(snapshot_err)?;
+        new_tree.clear().map_err(snapshot_err)?;
+        let target = self.snapshot_path(&meta.snapshot_id);
+        let db = self.db.clone();
+        let loaded_tree = new_tree.clone();
+        let copy_path = target.clone();
+        // Load into the new generation and keep a copy of the file as our current snapshot.
+        let loaded = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+            use std::io::Seek;
+            file.seek(io::SeekFrom::Start(0)).map_err(|source| StoreError::Io { path: copy_path.clone(), source })?;
+            let n_keys = snapshot::load(&mut file, &loaded_tree, &copy_path)?;
+            file.seek(io::SeekFrom::Start(0)).map_err(|source| StoreError::Io { path: copy_path.clone(), source })?;
+            let tmp = copy_path.with_extension("tmp");
+            let mut out = std::fs::File::create(&tmp).map_err(|source| StoreError::Io { path: tmp.clone(), source })?;
+            io::copy(&mut file, &mut out).map_err(|source| StoreError::Io { path: tmp.clone(), source })?;
+            out.sync_all().map_err(|source| StoreError::Io { path: tmp.clone(), source })?;
+            std::fs::rename(&tmp, &copy_path).map_err(|source| StoreError::Io { path: copy_path.clone(), source })?;
+            snapshot::sync_dir(copy_path.parent().expect("in a directory"))?;
+            db.sync_blocking()?;
+            Ok(n_keys)
+        })
+        .await
+        .expect("snapshot load does not panic");
+        let n_keys = match loaded {
+            Ok(n) => n,
+            Err(e) => {
+                let _ = self.db.drop_tree(&tree_name(generation));
+                return Err(snapshot_err(e));
+            }
+        };
+        let applied: Option<LogId> = get_decoded::<Option<LogId>>(&new_tree, "applied", keys::META_APPLIED).flatten();
+        assert_eq!(applied, meta.last_log_id, "snapshot content and meta disagree on last_applied");
+        // Flip the generation durably, then drop the old one.
+        self.sm_meta.insert(CURRENT_GEN, codec::encode(&generation)).map_err(snapshot_err)?;
+        self.db.sync().await.map_err(snapshot_err)?;
+        let old_generation = {
+            let mut current = self.current.write().expect("lock is never poisoned");
+            let old = current.generation;
+            *current = Current { generation, tree: new_tree.clone() };
+            old
+        };
+        self.db.drop_tree(&tree_name(old_generation)).map_err(snapshot_err)?;
+        self.set_current_snapshot(meta)?;
+        for path in self.incoming.drain(..) {
+            let _ = std::fs::remove_file(path);
+        }
+        let head = SledLedger { tree: &new_tree }.meta().journal;
+        self.applied_index.store(applied.map_or(0, |a| a.index), Ordering::Release);
+        self.head.send_replace(head);
+        tracing::info!(snapshot = %meta.snapshot_id, n_keys, journal_seq = head.seq, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let Some(meta) = self.current_snapshot_meta()? else {
+            return Ok(None);
+        };
+        let path = self.snapshot_path(&meta.snapshot_id);
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(Some(meta.signature()), &e))?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
+    }
+}
+
+/// Reads of the applied state, for the API. Reads see whole applied batches per key, never a
+/// half-applied entry's value.
+#[derive(Clone)]
+pub struct StateReader {
+    current: Arc<RwLock<Current>>,
+    head: watch::Receiver<JournalHead>,
+    applied_index: Arc<AtomicU64>,
+    db: SledDb,
+}
+
+impl StateReader {
+    fn tree(&self) -> sled::Tree {
+        self.current.read().expect("lock is never poisoned").tree.clone()
+    }
+
+    pub fn account(&self, id: &AccountId) -> Option<Account> {
+        SledLedger { tree: &self.tree() }.account(id)
+    }
+
+    pub fn transfer(&self, id: &TransferId) -> Option<Transfer> {
+        SledLedger { tree: &self.tree() }.transfer(id)
+    }
+
+    pub fn meta(&self) -> LedgerMeta {
+        SledLedger { tree: &self.tree() }.meta()
+    }
+
+    pub fn totals(&self, currency: Currency) -> CurrencyTotals {
+        SledLedger { tree: &self.tree() }.totals(currency)
+    }
+
+    /// The earliest pending expiry (ledger time), if any.
+    pub fn next_expiry(&self) -> Option<u64> {
+        ledger::next_expiry(&SledLedger { tree: &self.tree() })
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index.load(Ordering::Acquire)
+    }
+
+    /// History rows of `account` from `from_index` (1-based), at most `limit`.
+    pub fn history(&self, account: &AccountId, from_index: u64, limit: usize) -> Vec<HistoryEntry> {
+        let tree = self.tree();
+        let prefix = keys::history_prefix(account);
+        let start = keys::history(account, from_index.max(1));
+        tree.range(start..)
+            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
+                must_decode("history row", &key, &value)
+            })
+            .collect()
+    }
+
+    /// Journal records from `from_seq`, at most `limit`.
+    pub fn journal(&self, from_seq: u64, limit: usize) -> Vec<JournalRecord> {
+        let tree = self.tree();
+        let end = keys::journal(u64::MAX);
+        tree.range(keys::journal(from_seq.max(1))..end)
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
+                must_decode("journal record", &key, &value)
+            })
+            .collect()
+    }
+
+    /// Every account, in id order (for invariant checks and exports; O(accounts)).
+    pub fn accounts(&self) -> Vec<Account> {
+        self.tree()
+            .scan_prefix([keys::ACCOUNT])
+            .map(|item| {
+                let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
+                must_decode("account", &key, &value)
+            })
+            .collect()
+    }
+
+    /// Follows the journal head as entries are applied.
+    pub fn subscribe_head(&self) -> watch::Receiver<JournalHead> {
+        self.head.clone()
+    }
+
+    pub fn journal_head(&self) -> JournalHead {
+        *self.head.borrow()
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk()
+    }
+}
