@@ -1,1 +1,465 @@
-//! placeholder
+//! The Rust client of the ledger.
+//!
+//! - Connects to a list of endpoints (any node of any site) and sends each call to one of them.
+//! - Retries what is safe to retry: a node that is down or has no leader (another endpoint),
+//!   an overloaded node (after a pause), and a write whose outcome is unknown (same transfer
+//!   ids, so the ledger's idempotency makes the retry harmless and returns the original result).
+//! - Follows the active site: when a node refuses a write because its site is a standby, the
+//!   client asks the endpoints for their site role and epoch and prefers the active site's.
+//! - Speaks mutual TLS when given a CA, a certificate and a key.
+
+pub mod audit;
+pub mod bench;
+pub mod tls;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use ledger_proto::v1 as pb;
+use ledger_proto::v1::audit_client::AuditClient;
+use ledger_proto::v1::cluster_client::ClusterClient;
+use ledger_proto::v1::ledger_client::LedgerClient as LedgerRpc;
+use tonic::Code;
+use tonic::Status;
+use tonic::transport::Channel;
+use tonic::transport::ClientTlsConfig;
+use tonic::transport::Endpoint;
+
+pub use ledger_proto::v1 as proto;
+
+/// Metadata key with the stable error code of a failed call.
+pub const ERROR_CODE_KEY: &str = "ledger-error-code";
+/// Largest message the client accepts.
+const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// First pause between retries; doubles up to `RETRY_PAUSE_MS_MAX`.
+const RETRY_PAUSE_MS_START: u64 = 50;
+const RETRY_PAUSE_MS_MAX: u64 = 1000;
+
+/// How to reach the ledger.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// `host:port` of client endpoints, of any site.
+    pub endpoints: Vec<String>,
+    /// Mutual TLS; `None` for plaintext (`--insecure` nodes).
+    pub tls: Option<ClientTlsConfig>,
+    /// Deadline of one attempt.
+    pub attempt_timeout: Duration,
+    /// Total time spent retrying one call before giving up.
+    pub retry_deadline: Duration,
+}
+
+impl ClientConfig {
+    pub fn insecure(endpoints: Vec<String>) -> ClientConfig {
+        ClientConfig {
+            endpoints,
+            tls: None,
+            attempt_timeout: Duration::from_secs(15),
+            retry_deadline: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("{endpoint}: {code:?} ({error_code}): {message}")]
+    Rpc { endpoint: String, code: Code, error_code: String, message: String },
+    #[error("invalid endpoint {endpoint:?}: {reason}")]
+    Endpoint { endpoint: String, reason: String },
+    #[error("no endpoints configured")]
+    NoEndpoints,
+    #[error("gave up after {attempts} attempts in {elapsed_ms} ms; last error: {last}")]
+    Exhausted { attempts: u32, elapsed_ms: u64, last: Box<ClientError> },
+}
+
+impl ClientError {
+    fn from_status(endpoint: &str, status: &Status) -> ClientError {
+        let error_code = status.metadata().get(ERROR_CODE_KEY).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        ClientError::Rpc {
+            endpoint: endpoint.to_string(),
+            code: status.code(),
+            error_code,
+            message: status.message().to_string(),
+        }
+    }
+
+    /// The innermost RPC error.
+    pub fn last(&self) -> &ClientError {
+        match self {
+            ClientError::Exhausted { last, .. } => last.last(),
+            other => other,
+        }
+    }
+
+    /// The stable `ledger-error-code` of the (last) failed call, or "".
+    pub fn error_code(&self) -> &str {
+        match self.last() {
+            ClientError::Rpc { error_code, .. } => error_code,
+            _ => "",
+        }
+    }
+
+    pub fn grpc_code(&self) -> Option<Code> {
+        match self.last() {
+            ClientError::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// Try another endpoint.
+    OtherEndpoint,
+    /// Pause, then try again.
+    Pause,
+    /// Find the active site, then try again.
+    FindActiveSite,
+    /// Give up: the error is the answer.
+    Stop,
+}
+
+fn classify(status: &Status, idempotent: bool) -> Next {
+    let error_code = status.metadata().get(ERROR_CODE_KEY).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match status.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled => {
+            if idempotent || !error_code.is_empty() {
+                Next::OtherEndpoint
+            } else {
+                Next::Stop
+            }
+        }
+        Code::DeadlineExceeded if idempotent => Next::OtherEndpoint,
+        Code::ResourceExhausted => Next::Pause,
+        Code::FailedPrecondition if error_code == "site_not_writable" => Next::FindActiveSite,
+        _ => Next::Stop,
+    }
+}
+
+struct Endpoints {
+    addrs: Vec<String>,
+    channels: Vec<Channel>,
+}
+
+/// A client of the ledger. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct LedgerClient {
+    config: Arc<ClientConfig>,
+    endpoints: Arc<Mutex<Endpoints>>,
+    preferred: Arc<AtomicUsize>,
+}
+
+fn channel(addr: &str, tls: &Option<ClientTlsConfig>) -> Result<Channel, ClientError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let bad = |reason: String| ClientError::Endpoint { endpoint: addr.to_string(), reason };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
+        .map_err(|e| bad(e.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_while_idle(true);
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls.clone()).map_err(|e| bad(e.to_string()))?;
+    }
+    Ok(endpoint.connect_lazy())
+}
+
+impl LedgerClient {
+    /// A client over `config.endpoints`; connects lazily.
+    pub fn new(config: ClientConfig) -> Result<LedgerClient, ClientError> {
+        if config.endpoints.is_empty() {
+            return Err(ClientError::NoEndpoints);
+        }
+        let channels = config.endpoints.iter().map(|addr| channel(addr, &config.tls)).collect::<Result<Vec<_>, _>>()?;
+        let endpoints = Endpoints { addrs: config.endpoints.clone(), channels };
+        Ok(LedgerClient {
+            config: Arc::new(config),
+            endpoints: Arc::new(Mutex::new(endpoints)),
+            preferred: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.endpoints.lock().expect("lock").addrs.clone()
+    }
+
+    /// A client pinned to one endpoint (no failover): for per-node calls like `status`.
+    pub fn for_endpoint(&self, addr: &str) -> Result<LedgerClient, ClientError> {
+        LedgerClient::new(ClientConfig { endpoints: vec![addr.to_string()], ..(*self.config).clone() })
+    }
+
+    fn pick(&self, attempt: usize) -> (String, Channel) {
+        let endpoints = self.endpoints.lock().expect("lock");
+        let n = endpoints.addrs.len();
+        let index = (self.preferred.load(Ordering::Relaxed) + attempt) % n;
+        (endpoints.addrs[index].clone(), endpoints.channels[index].clone())
+    }
+
+    fn prefer(&self, addr: &str) {
+        let endpoints = self.endpoints.lock().expect("lock");
+        if let Some(index) = endpoints.addrs.iter().position(|a| a == addr) {
+            self.preferred.store(index, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `call` against endpoints until it succeeds, fails for good, or the retry deadline
+    /// passes. `idempotent` calls are retried even when their outcome is unknown.
+    pub async fn call<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T, ClientError>
+    where
+        F: Fn(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        let started = Instant::now();
+        let mut attempt = 0usize;
+        let mut pause = Duration::from_millis(RETRY_PAUSE_MS_START);
+        loop {
+            let (addr, channel) = self.pick(attempt);
+            let result = call(channel, self.config.attempt_timeout).await;
+            let status = match result {
+                Ok(response) => {
+                    self.prefer(&addr);
+                    return Ok(response.into_inner());
+                }
+                Err(status) => status,
+            };
+            let error = ClientError::from_status(&addr, &status);
+            let next = classify(&status, idempotent);
+            tracing::debug!(endpoint = %addr, ?next, error = %error, "call failed");
+            let elapsed = started.elapsed();
+            if next == Next::Stop {
+                return Err(error);
+            }
+            if elapsed + pause >= self.config.retry_deadline {
+                return Err(ClientError::Exhausted {
+                    attempts: attempt as u32 + 1,
+                    elapsed_ms: elapsed.as_millis() as u64,
+                    last: Box::new(error),
+                });
+            }
+            match next {
+                Next::OtherEndpoint => attempt += 1,
+                Next::FindActiveSite => {
+                    if !self.find_active_site().await {
+                        attempt += 1;
+                    }
+                }
+                Next::Pause | Next::Stop => {}
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(RETRY_PAUSE_MS_MAX));
+        }
+    }
+
+    /// Asks every endpoint for its site role and epoch; prefers an endpoint of the active site
+    /// with the highest epoch. Returns whether one was found.
+    pub async fn find_active_site(&self) -> bool {
+        let addrs = self.endpoints();
+        let mut best: Option<(u64, String)> = None;
+        for addr in &addrs {
+            let Ok(single) = self.for_endpoint(addr) else { continue };
+            let (_, channel) = single.pick(0);
+            let mut rpc = ClusterClient::new(channel);
+            let mut request = tonic::Request::new(pb::StatusRequest {});
+            request.set_timeout(Duration::from_secs(2));
+            let Ok(status) = rpc.status(request).await else { continue };
+            let status = status.into_inner();
+            let Some(site) = status.site else { continue };
+            if site.role == "active" && !site.fenced && best.as_ref().is_none_or(|(epoch, _)| site.epoch > *epoch) {
+                best = Some((site.epoch, addr.clone()));
+            }
+        }
+        match best {
+            Some((_, addr)) => {
+                self.prefer(&addr);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn ledger(channel: Channel) -> LedgerRpc<Channel> {
+        LedgerRpc::new(channel)
+            .max_decoding_message_size(MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(MESSAGE_BYTES_MAX)
+    }
+
+    pub async fn create_accounts(
+        &self,
+        accounts: Vec<pb::NewAccount>,
+    ) -> Result<pb::CreateAccountsResponse, ClientError> {
+        let request = pb::CreateAccountsRequest { accounts };
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { Self::ledger(channel).create_accounts(req).await }
+        })
+        .await
+    }
+
+    pub async fn update_accounts(
+        &self,
+        updates: Vec<pb::AccountUpdate>,
+    ) -> Result<pb::UpdateAccountsResponse, ClientError> {
+        let request = pb::UpdateAccountsRequest { updates };
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { Self::ledger(channel).update_accounts(req).await }
+        })
+        .await
+    }
+
+    /// Posts a batch. Retries (on another node, after a leader change, or when the outcome is
+    /// unknown) resend the same ids: the ledger applies each transfer at most once.
+    pub async fn create_transfers(
+        &self,
+        transfers: Vec<pb::NewTransfer>,
+        atomic: bool,
+    ) -> Result<pb::CreateTransfersResponse, ClientError> {
+        let request = pb::CreateTransfersRequest { transfers, atomic };
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { Self::ledger(channel).create_transfers(req).await }
+        })
+        .await
+    }
+
+    pub async fn lookup_accounts(
+        &self,
+        ids: Vec<String>,
+        consistency: pb::ReadConsistency,
+    ) -> Result<pb::LookupAccountsResponse, ClientError> {
+        let request = pb::LookupAccountsRequest { ids, consistency: consistency as i32 };
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { Self::ledger(channel).lookup_accounts(req).await }
+        })
+        .await
+    }
+
+    pub async fn lookup_transfers(
+        &self,
+        ids: Vec<String>,
+        consistency: pb::ReadConsistency,
+    ) -> Result<pb::LookupTransfersResponse, ClientError> {
+        let request = pb::LookupTransfersRequest { ids, consistency: consistency as i32 };
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { Self::ledger(channel).lookup_transfers(req).await }
+        })
+        .await
+    }
+
+    pub async fn account_history(
+        &self,
+        account_id: &str,
+        from_index: u64,
+        limit: u32,
+        consistency: pb::ReadConsistency,
+    ) -> Result<pb::GetAccountHistoryResponse, ClientError> {
+        let request = pb::GetAccountHistoryRequest {
+            account_id: account_id.to_string(),
+            from_index,
+            limit,
+            consistency: consistency as i32,
+        };
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { Self::ledger(channel).get_account_history(req).await }
+        })
+        .await
+    }
+
+    /// Status of the first endpoint that answers (no retries on another node would change the
+    /// answer's meaning: use `for_endpoint` to ask a given node).
+    pub async fn status(&self) -> Result<pb::NodeStatus, ClientError> {
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(pb::StatusRequest {});
+            req.set_timeout(timeout);
+            async move { ClusterClient::new(channel).status(req).await }
+        })
+        .await
+    }
+
+    /// One attempt at one endpoint's status, with a short timeout: for polling.
+    pub async fn status_once(&self, timeout: Duration) -> Result<pb::NodeStatus, ClientError> {
+        let (addr, channel) = self.pick(0);
+        let mut req = tonic::Request::new(pb::StatusRequest {});
+        req.set_timeout(timeout);
+        ClusterClient::new(channel)
+            .status(req)
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|s| ClientError::from_status(&addr, &s))
+    }
+
+    pub async fn bootstrap(&self, request: pb::BootstrapRequest) -> Result<pb::BootstrapResponse, ClientError> {
+        self.call(false, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { ClusterClient::new(channel).bootstrap(req).await }
+        })
+        .await
+    }
+
+    pub async fn add_node(&self, request: pb::AddNodeRequest) -> Result<pb::MembershipResponse, ClientError> {
+        self.call(false, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout.max(Duration::from_millis(request.catch_up_timeout_ms + 5000)));
+            async move { ClusterClient::new(channel).add_node(req).await }
+        })
+        .await
+    }
+
+    pub async fn remove_node(&self, node_id: u64) -> Result<pb::MembershipResponse, ClientError> {
+        self.call(false, |channel, timeout| {
+            let mut req = tonic::Request::new(pb::RemoveNodeRequest { node_id });
+            req.set_timeout(timeout);
+            async move { ClusterClient::new(channel).remove_node(req).await }
+        })
+        .await
+    }
+
+    pub async fn transfer_leader(&self, target_node_id: u64) -> Result<pb::TransferLeaderResponse, ClientError> {
+        self.call(false, |channel, timeout| {
+            let mut req = tonic::Request::new(pb::TransferLeaderRequest { target_node_id });
+            req.set_timeout(timeout);
+            async move { ClusterClient::new(channel).transfer_leader(req).await }
+        })
+        .await
+    }
+
+    pub async fn journal_head(&self) -> Result<pb::JournalHead, ClientError> {
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(pb::GetJournalHeadRequest {});
+            req.set_timeout(timeout);
+            async move { AuditClient::new(channel).get_journal_head(req).await }
+        })
+        .await
+    }
+
+    /// Streams journal records from the first endpoint that answers.
+    pub async fn read_journal(
+        &self,
+        from_seq: u64,
+        limit: u64,
+        follow: bool,
+    ) -> Result<tonic::Streaming<pb::JournalRecord>, ClientError> {
+        self.call(true, |channel, _| {
+            let req = tonic::Request::new(pb::ReadJournalRequest { from_seq, limit, follow });
+            async move {
+                AuditClient::new(channel).max_decoding_message_size(MESSAGE_BYTES_MAX).read_journal(req).await
+            }
+        })
+        .await
+    }
+}

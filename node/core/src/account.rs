@@ -41,9 +41,13 @@ impl AccountStatus {
 /// The four balance columns, all at the account currency's scale.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Balance {
+    #[serde(with = "crate::codec::decimal")]
     pub debits_posted: Decimal,
+    #[serde(with = "crate::codec::decimal")]
     pub debits_pending: Decimal,
+    #[serde(with = "crate::codec::decimal")]
     pub credits_posted: Decimal,
+    #[serde(with = "crate::codec::decimal")]
     pub credits_pending: Decimal,
 }
 
@@ -63,6 +67,7 @@ pub struct NewAccount {
     pub currency: String,
     pub flags: AccountFlags,
     /// Only with `debits_must_not_exceed_credits`: how far debits may exceed credits.
+    #[serde(with = "crate::codec::decimal::option")]
     pub overdraft_limit: Option<Decimal>,
     /// A chart-of-accounts code chosen by the client.
     pub code: u32,
@@ -75,6 +80,7 @@ pub struct Account {
     pub id: AccountId,
     pub currency: Currency,
     pub flags: AccountFlags,
+    #[serde(with = "crate::codec::decimal::option")]
     pub overdraft_limit: Option<Decimal>,
     pub code: u32,
     pub pii: AccountPii,

@@ -46,3 +46,85 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     1 + postcard::experimental::serialized_size(value).expect("postcard sizing cannot fail")
 }
+
+/// Decimals in canonical encodings as their 16-byte binary form (`Decimal::serialize`):
+/// exact, fixed size, and an order of magnitude cheaper than text. Use as
+/// `#[serde(with = "crate::codec::decimal")]`.
+pub mod decimal {
+    use rust_decimal::Decimal;
+    use serde::Deserialize;
+    use serde::Deserializer;
+    use serde::Serialize;
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(value: &Decimal, serializer: S) -> Result<S::Ok, S::Error> {
+        value.serialize().serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Decimal, D::Error> {
+        let bytes = <[u8; 16]>::deserialize(deserializer)?;
+        from_bytes(bytes).ok_or_else(|| serde::de::Error::custom("invalid decimal bytes"))
+    }
+
+    /// Checks the flags word (scale <= 28, only the sign bit besides it) before decoding.
+    pub fn from_bytes(bytes: [u8; 16]) -> Option<Decimal> {
+        let valid = bytes[0] == 0 && bytes[1] == 0 && bytes[2] <= 28 && bytes[3] & 0x7F == 0;
+        valid.then(|| Decimal::deserialize(bytes))
+    }
+
+    /// `Option<Decimal>` in the same form.
+    pub mod option {
+        use rust_decimal::Decimal;
+        use serde::Deserialize;
+        use serde::Deserializer;
+        use serde::Serialize;
+        use serde::Serializer;
+
+        pub fn serialize<S: Serializer>(value: &Option<Decimal>, serializer: S) -> Result<S::Ok, S::Error> {
+            value.map(|d| d.serialize()).serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Decimal>, D::Error> {
+            match Option::<[u8; 16]>::deserialize(deserializer)? {
+                None => Ok(None),
+                Some(bytes) => {
+                    super::from_bytes(bytes).map(Some).ok_or_else(|| serde::de::Error::custom("invalid decimal bytes"))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr;
+
+    use rust_decimal::Decimal;
+    use serde::Deserialize;
+    use serde::Serialize;
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, PartialEq, Debug)]
+    struct Amounts {
+        #[serde(with = "decimal")]
+        a: Decimal,
+        #[serde(with = "decimal::option")]
+        b: Option<Decimal>,
+    }
+
+    #[test]
+    fn decimals_round_trip_exactly_with_scale() {
+        for text in ["0", "10.50", "-3.125", "79228162514264337593543950335", "0.0000000000000000000000000001"] {
+            let value = Amounts { a: Decimal::from_str(text).unwrap(), b: Some(Decimal::from_str(text).unwrap()) };
+            let back: Amounts = decode(&encode(&value)).unwrap();
+            assert_eq!(back, value);
+            assert_eq!(back.a.to_string(), text, "scale is kept");
+        }
+        let none = Amounts { a: Decimal::ONE, b: None };
+        assert_eq!(decode::<Amounts>(&encode(&none)).unwrap(), none);
+        let mut bad = Decimal::ONE.serialize();
+        bad[2] = 29;
+        assert!(decimal::from_bytes(bad).is_none());
+    }
+}

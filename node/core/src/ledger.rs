@@ -56,8 +56,8 @@ pub fn apply(store: &mut Overlay<'_>, envelope: &Envelope, proposed_time_ms: u64
         return Outcome::Refused(refusal);
     }
     let needs_active = envelope.command.is_ledger_write() || matches!(envelope.command, Command::Admin(_));
-    if needs_active && !meta.site.writable() {
-        return Outcome::Refused(not_writable(&meta.site));
+    if needs_active && let Some(refusal) = write_refusal(&meta.site) {
+        return Outcome::Refused(refusal);
     }
     let seq = meta.journal.seq + 1;
     let outcome = match &envelope.command {
@@ -107,21 +107,25 @@ pub fn check_envelope(envelope: &Envelope) -> Option<Refusal> {
     None
 }
 
-fn not_writable(site: &SiteState) -> Refusal {
+/// Why `site` refuses ledger writes now, if it does.
+pub fn write_refusal(site: &SiteState) -> Option<Refusal> {
+    if site.writable() {
+        return None;
+    }
     if site.role == SiteRole::Uninitialized {
-        return Refusal::SiteNotWritable {
+        return Some(Refusal::SiteNotWritable {
             site: "(not bootstrapped)".into(),
             role: site.role.name().into(),
             active_site: "(unknown)".into(),
             epoch: 0,
-        };
+        });
     }
-    Refusal::SiteNotWritable {
+    Some(Refusal::SiteNotWritable {
         site: site.name.clone(),
         role: if site.fenced { "fenced".to_string() } else { site.role.name().to_string() },
         active_site: site.active_site.clone(),
         epoch: site.active_epoch.max(site.epoch),
-    }
+    })
 }
 
 fn execute(store: &mut Overlay<'_>, command: &Command, time: u64, seq: u64) -> Outcome {
@@ -363,10 +367,10 @@ pub fn validate_transfer(t: &NewTransfer) -> Result<(), ResultCode> {
     if t.reference.len() > limits::REFERENCE_BYTES_MAX {
         return Err(ResultCode::ReferenceTooLong);
     }
-    if let TransferKind::Pending { timeout_ms: Some(timeout) } = t.kind {
-        if timeout == 0 || timeout > limits::PENDING_TIMEOUT_MS_MAX {
-            return Err(ResultCode::TimeoutInvalid);
-        }
+    if let TransferKind::Pending { timeout_ms: Some(timeout) } = t.kind
+        && (timeout == 0 || timeout > limits::PENDING_TIMEOUT_MS_MAX)
+    {
+        return Err(ResultCode::TimeoutInvalid);
     }
     Ok(())
 }

@@ -53,6 +53,7 @@ pub struct NewTransfer {
     pub credit_account_id: AccountId,
     /// For `Posted` and `Pending`: the amount. For `PostPending`: zero to post the full pending
     /// amount, or the part to post. For `VoidPending`: zero, or exactly the pending amount.
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
     /// Optional ISO 4217 code; when given it must equal both accounts' currency.
     pub currency: Option<String>,
@@ -71,7 +72,11 @@ pub enum TransferState {
     /// A pending transfer still holding its reservation.
     Pending,
     /// A pending transfer that was posted, with the amount actually posted.
-    PendingPosted { posted_amount: Decimal, by: TransferId },
+    PendingPosted {
+        #[serde(with = "crate::codec::decimal")]
+        posted_amount: Decimal,
+        by: TransferId,
+    },
     /// A pending transfer released by a void.
     PendingVoided { by: TransferId },
     /// A pending transfer released by expiry.
@@ -106,6 +111,7 @@ pub struct Transfer {
     pub credit_account_id: AccountId,
     pub currency: Option<Currency>,
     /// The amount that moved or was reserved (canonical scale); zero for rejections.
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
     pub ledger_time_ms: u64,
     pub journal_seq: u64,
@@ -146,6 +152,7 @@ pub struct HistoryEntry {
     pub side: Side,
     pub effect: HistoryEffect,
     /// Amount posted (for `Posted`/`PendingPosted`) or reserved/released.
+    #[serde(with = "crate::codec::decimal")]
     pub amount: Decimal,
     /// Balances after the row.
     pub balance: crate::account::Balance,

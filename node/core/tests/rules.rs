@@ -7,8 +7,11 @@
 
 mod common;
 
+use std::str::FromStr;
+
 use common::*;
 use expect_test::expect;
+use ledger_core::Decimal;
 use ledger_core::account::AccountAction;
 use ledger_core::account::AccountFlags;
 use ledger_core::account::AccountStatus;
@@ -1217,7 +1220,10 @@ fn journal_byte_flip_is_detected() {
     l.must_transfer(posted("t1", "a", "b", "10.00"));
     l.must_transfer(posted("t2", "a", "b", "20.00"));
     let index = 3; // t1's record, seq 4
-    let flips: [(&[u8], &[u8]); 2] = [(b"test", b"tesu"), (b"10.00", b"90.00")];
+    // Amounts are encoded as rust_decimal's 16-byte binary form.
+    let ten = Decimal::from_str("10.00").unwrap().serialize();
+    let ninety = Decimal::from_str("90.00").unwrap().serialize();
+    let flips: [(&[u8], &[u8]); 2] = [(b"test", b"tesu"), (&ten, &ninety)];
     for (needle, replacement) in flips {
         let mut records = l.mem.journal.clone();
         let mut bytes = codec::encode(&records[index]);
@@ -1295,7 +1301,7 @@ fn batch_limits() {
         0 accounts                                   => refused: batch has 0 items; it must have between 1 and 500
         501 updates                                  => refused: batch has 501 items; it must have between 1 and 500
         0 updates                                    => refused: batch has 0 items; it must have between 1 and 500
-        500 transfers with 128-byte references       => refused: batch encodes to 73395 bytes; the limit is 57344
+        500 transfers with 128-byte references       => refused: batch encodes to 78895 bytes; the limit is 57344
         caller of 129 bytes                          => refused: caller identity is empty or too long
         empty caller                                 => refused: caller identity is empty or too long
         500 transfers => 500 ok

@@ -1,7 +1,5 @@
 //! Conversions between protobuf messages and ledger values. The ledger never sees prost types.
 
-use std::str::FromStr;
-
 use ledger_core::account::Account;
 use ledger_core::account::AccountAction;
 use ledger_core::account::AccountFlags;
@@ -107,7 +105,8 @@ pub fn new_transfer(p: &pb::NewTransfer) -> Result<NewTransfer, ResultCode> {
         return Err(ResultCode::IdInvalid);
     }
     let kind = pb::TransferKind::try_from(p.kind).map_err(|_| ResultCode::KindInvalid)?;
-    let amount = if p.amount.is_empty() { Decimal::ZERO } else { parse_decimal(&p.amount).ok_or(ResultCode::AmountInvalid)? };
+    let amount =
+        if p.amount.is_empty() { Decimal::ZERO } else { parse_decimal(&p.amount).ok_or(ResultCode::AmountInvalid)? };
     let pending_id = TransferId::new(p.pending_id.clone());
     let kind = match kind {
         pb::TransferKind::Posted | pb::TransferKind::Pending if !p.pending_id.is_empty() => {
@@ -282,13 +281,16 @@ pub struct DecimalText(pub String);
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
 
     #[test]
     fn decimals_parse_strictly() {
         assert_eq!(parse_decimal("10.50"), Some(Decimal::from_str("10.50").unwrap()));
         assert_eq!(parse_decimal("-3"), Some(Decimal::from(-3)));
-        for bad in ["", "1e5", " 1", "1 ", "+1", "1.", ".5", "1.2.3", "abc", "0x10", "99999999999999999999999999999999"] {
+        for bad in ["", "1e5", " 1", "1 ", "+1", "1.", ".5", "1.2.3", "abc", "0x10", "99999999999999999999999999999999"]
+        {
             assert_eq!(parse_decimal(bad), None, "{bad:?}");
         }
     }

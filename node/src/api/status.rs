@@ -51,7 +51,11 @@ impl ApiError {
     }
 
     pub fn denied(caller: &Caller, action: Action) -> ApiError {
-        ApiError::PermissionDenied { caller: caller.name.clone(), role: caller.role.name().into(), action: action.name() }
+        ApiError::PermissionDenied {
+            caller: caller.name.clone(),
+            role: caller.role.name().into(),
+            action: action.name(),
+        }
     }
 
     /// The stable error code and the gRPC code.
@@ -127,3 +131,15 @@ impl From<ApiError> for Status {
 }
 
 pub type ApiResult<T> = Result<tonic::Response<T>, Status>;
+
+macro_rules! status_via_api_error {
+    ($($error:ty),*) => {$(
+        impl From<$error> for Status {
+            fn from(error: $error) -> Status {
+                ApiError::from(error).into()
+            }
+        }
+    )*};
+}
+
+status_via_api_error!(WriteError, ReadError, MembershipError);

@@ -99,7 +99,7 @@ async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, limits: BatcherLimits
         }
         let (envelopes, replies): (Vec<Envelope>, Vec<_>) = batch.into_iter().map(|p| (p.envelope, p.reply)).unzip();
         metrics::histogram!("ledger_batch_commands").record(envelopes.len() as f64);
-        let payload = Payload::Commands { proposed_at_ms: clock(), commands: envelopes };
+        let payload = Payload::Commands { proposed_at_ms: clock(), commands: Arc::new(envelopes) };
         let receiver = match raft.client_write_ff(payload).await {
             Ok(receiver) => receiver,
             Err(fatal) => {

@@ -211,10 +211,10 @@ impl Replica {
             if m.current_leader != Some(self.id) {
                 return Err(WriteError::NotLeader { leader_id: m.current_leader });
             }
-            if let Some(ms) = m.millis_since_quorum_ack {
-                if ms > self.election_max.as_millis() as u64 {
-                    return Err(WriteError::QuorumLost { millis_since_quorum_ack: ms });
-                }
+            if let Some(ms) = m.millis_since_quorum_ack
+                && ms > self.election_max.as_millis() as u64
+            {
+                return Err(WriteError::QuorumLost { millis_since_quorum_ack: ms });
             }
         }
         let receiver = self.batcher.submit(envelope)?;

@@ -1,6 +1,7 @@
 //! The openraft type configuration: what a Raft entry carries and what applying it returns.
 
 use std::fmt;
+use std::sync::Arc;
 
 use ledger_core::command::Envelope;
 use ledger_core::command::Outcome;
@@ -28,7 +29,9 @@ impl fmt::Display for Member {
 pub enum Payload {
     /// Client and operator commands grouped by the leader's batcher (group commit), stamped
     /// with the leader's clock when proposed.
-    Commands { proposed_at_ms: u64, commands: Vec<Envelope> },
+    /// The commands are shared (`Arc`): openraft clones entries for every replication stream
+    /// and the log cache, and a deep copy of a 60 KiB batch each time would be waste.
+    Commands { proposed_at_ms: u64, commands: Arc<Vec<Envelope>> },
 }
 
 impl fmt::Display for Payload {

@@ -65,6 +65,7 @@ pub fn history_prefix(account: &AccountId) -> Vec<u8> {
     key
 }
 
+/// The key of the history page whose first row is `index`.
 pub fn history(account: &AccountId, index: u64) -> Vec<u8> {
     let mut key = history_prefix(account);
     key.extend_from_slice(&index.to_be_bytes());

@@ -10,12 +10,18 @@
 //!
 //! Each entry is stored as `crc32 || encoded entry`; a mismatch on read is reported as
 //! corruption instead of being decoded.
+//!
+//! The last `LOG_CACHE_ENTRIES` entries are also kept in memory (their payloads are shared
+//! `Arc`s), so the leader's replication streams read what they just appended without decoding
+//! it again from sled.
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::Bound;
 use std::ops::RangeBounds;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 
@@ -39,6 +45,9 @@ const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
 
+/// Recent entries kept in memory for replication reads.
+const LOG_CACHE_ENTRIES: usize = 1024;
+
 /// Most bytes of entries one `limited_get_log_entries` returns, so an AppendEntries stays far
 /// below the gRPC message limit (entries are at most 64 KiB each).
 const READ_BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
@@ -50,6 +59,8 @@ pub struct SledLogStore {
     meta: sled::Tree,
     /// Last committed index, as openraft told us; for status and metrics.
     committed_index: Arc<AtomicU64>,
+    /// The most recent entries, contiguous, by index.
+    cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
 }
 
 fn read_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
@@ -91,7 +102,7 @@ impl SledLogStore {
         let meta = db.tree("raft_meta")?;
         let committed: Option<LogId> = read_meta::<Option<LogId>>(&meta, COMMITTED)?.flatten();
         let committed_index = Arc::new(AtomicU64::new(committed.map_or(0, |c| c.index)));
-        Ok(SledLogStore { db, log, meta, committed_index })
+        Ok(SledLogStore { db, log, meta, committed_index, cache: Arc::new(Mutex::new(BTreeMap::new())) })
     }
 
     /// Shared view of the committed index, for status and metrics.
@@ -99,7 +110,33 @@ impl SledLogStore {
         self.committed_index.clone()
     }
 
+    /// The entries of `[start, end)` if the cache holds all of them.
+    fn cached(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
+        let cache = self.cache.lock().expect("lock is never poisoned");
+        let first = *cache.keys().next()?;
+        let last = *cache.keys().next_back()?;
+        if start < first || end > last + 1 || start >= end {
+            return None;
+        }
+        Some(cache.range(start..end).map(|(_, e)| e.clone()).collect())
+    }
+
     fn read_range(&self, range: impl RangeBounds<u64>, bytes_max: usize) -> Result<Vec<Entry>, StoreError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => Some(*i),
+            Bound::Excluded(i) => Some(i + 1),
+            Bound::Unbounded => None,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i + 1),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        if let (Some(start), Some(end)) = (start, end)
+            && let Some(entries) = self.cached(start, end)
+        {
+            return Ok(entries);
+        }
         let start = match range.start_bound() {
             Bound::Included(i) => Bound::Included(keys::log_index(*i)),
             Bound::Excluded(i) => Bound::Excluded(keys::log_index(*i)),
@@ -192,14 +229,29 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     {
         let mut batch = sled::Batch::default();
         let mut last_index = None;
+        let mut cached = Vec::new();
         for entry in entries {
             if let Some(prev) = last_index {
                 assert_eq!(entry.log_id.index, prev + 1, "appended entries are contiguous");
             }
             last_index = Some(entry.log_id.index);
             batch.insert(&keys::log_index(entry.log_id.index), encode_entry(&entry));
+            cached.push(entry);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
+        {
+            let mut cache = self.cache.lock().expect("lock is never poisoned");
+            for entry in cached {
+                // Keep the cache contiguous: a gap (after a truncate) restarts it.
+                if cache.keys().next_back().is_some_and(|last| *last + 1 != entry.log_id.index) {
+                    cache.clear();
+                }
+                cache.insert(entry.log_id.index, entry);
+            }
+            while cache.len() > LOG_CACHE_ENTRIES {
+                cache.pop_first();
+            }
+        }
         // Durable before openraft may count these entries toward a quorum.
         let synced = self.db.sync().await;
         match synced {
@@ -213,6 +265,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache.lock().expect("lock is never poisoned").retain(|index, _| *index < log_id.index);
         let mut batch = sled::Batch::default();
         for key in self.log.range(keys::log_index(log_id.index)..).keys() {
             batch.remove(key.map_err(write_err)?);
@@ -228,6 +281,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
         self.db.sync().await.map_err(write_err)?;
         self.meta.insert(LAST_PURGED, codec::encode(&log_id)).map_err(write_err)?;
         self.db.sync().await.map_err(write_err)?;
+        self.cache.lock().expect("lock is never poisoned").retain(|index, _| *index > log_id.index);
         let mut batch = sled::Batch::default();
         for key in self.log.range(..=keys::log_index(log_id.index)).keys() {
             batch.remove(key.map_err(write_err)?);

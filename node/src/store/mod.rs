@@ -11,8 +11,14 @@
 //!
 //! Durability contract (see `notes/openraft-sled.md`): sled's own flush uses
 //! `sync_file_range`, which does not reach a drive's volatile cache, so [`SledDb::sync`]
-//! flushes sled and then `fdatasync`s the database file. Every value stays far below sled's
-//! blob threshold (~128 KiB), because blob files are never fsynced.
+//! flushes sled and then `fdatasync`s the database file.
+//!
+//! sled writes any log item larger than `segment_size / 4` to a separate blob file that it
+//! never fsyncs. That threshold applies to whole *pages*, not just values: when sled
+//! consolidates a leaf it writes the full node, up to 17 items. With values up to 64 KiB (Raft
+//! entries, journal records), a leaf reaches ~1.1 MiB, far over the default 128 KiB threshold,
+//! so we use 8 MiB segments (2 MiB threshold) and keep every value under 64 KiB. The
+//! `no_blob_files_under_full_size_values` test holds this.
 
 pub mod keys;
 pub mod log;
@@ -40,6 +46,12 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
 }
 
+/// sled segment size: large enough that no page ever spills into an unsynced blob file.
+pub const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
+/// The largest value we store; leaves of 17 such values stay under `SEGMENT_BYTES / 4`.
+pub const VALUE_BYTES_MAX: usize = 64 * 1024;
+const _: () = assert!(17 * (VALUE_BYTES_MAX + 1024) < SEGMENT_BYTES / 4);
+
 /// The node's sled database and the file handle used to fsync it.
 #[derive(Clone)]
 pub struct SledDb {
@@ -65,7 +77,8 @@ impl SledDb {
         let db = sled::Config::new()
             .path(&sled_dir)
             .cache_capacity(cache_bytes)
-            .mode(sled::Mode::LowSpace)
+            .mode(sled::Mode::HighThroughput)
+            .segment_size(SEGMENT_BYTES)
             .flush_every_ms(Some(500))
             .open()?;
         let db_path = sled_dir.join("db");

@@ -11,6 +11,7 @@
 //! flips `current_gen` in `sm_meta`, syncs, then drops the old tree, so a crash at any point
 //! leaves one complete generation current.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,6 +63,8 @@ const SNAPSHOT: &[u8] = b"snapshot";
 /// Entries applied per sled batch; bounds the overlay when a restarting node re-applies a
 /// long stretch of log.
 const APPLY_CHUNK_ENTRIES: usize = 64;
+/// Most history rows in one stored page (~110 bytes each: pages stay far below 64 KiB).
+const HISTORY_PAGE_ROWS_MAX: usize = 256;
 
 fn tree_name(generation: u64) -> String {
     format!("sm_{generation}")
@@ -156,8 +159,20 @@ fn changes_to_batch(changes: Changes, batch: &mut sled::Batch) {
             batch.remove(key);
         }
     }
+    // History rows are stored in pages: all rows one apply adds to an account, keyed by the
+    // first row's index. One sled insert per account touched instead of one per row.
+    let mut pages: BTreeMap<&AccountId, Vec<&HistoryEntry>> = BTreeMap::new();
     for (account, row) in &changes.history {
-        put(batch, &keys::history(account, row.index), row);
+        let rows = pages.entry(account).or_default();
+        if let Some(last) = rows.last() {
+            assert_eq!(row.index, last.index + 1, "history rows of {account} are contiguous");
+        }
+        rows.push(row);
+    }
+    for (account, rows) in pages {
+        for page in rows.chunks(HISTORY_PAGE_ROWS_MAX) {
+            put(batch, &keys::history(account, page[0].index), page);
+        }
     }
     for (currency, totals) in &changes.totals {
         put(batch, &keys::totals(*currency), totals);
@@ -258,7 +273,7 @@ impl SledStateMachine {
                 }
                 EntryPayload::Normal(Payload::Commands { proposed_at_ms, commands }) => {
                     let mut results = Vec::with_capacity(commands.len());
-                    for envelope in &commands {
+                    for envelope in commands.iter() {
                         let seq_before = overlay.meta().journal.seq;
                         let outcome = ledger::apply(&mut overlay, envelope, proposed_at_ms, entry.log_id.index);
                         let head = overlay.meta().journal;
@@ -543,15 +558,22 @@ impl StateReader {
     pub fn history(&self, account: &AccountId, from_index: u64, limit: usize) -> Vec<HistoryEntry> {
         let tree = self.tree();
         let prefix = keys::history_prefix(account);
-        let start = keys::history(account, from_index.max(1));
-        tree.range(start..)
-            .take_while(|item| item.as_ref().map_or(true, |(k, _)| k.starts_with(&prefix)))
-            .take(limit)
-            .map(|item| {
-                let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
-                must_decode("history row", &key, &value)
-            })
-            .collect()
+        let from_index = from_index.max(1);
+        // The page holding `from_index` starts at or before it.
+        let start = match tree.range(prefix.clone()..=keys::history(account, from_index)).next_back() {
+            Some(item) => item.unwrap_or_else(|e| panic!("sled scan failed: {e}")).0.to_vec(),
+            None => prefix.clone(),
+        };
+        let mut rows = Vec::with_capacity(limit);
+        for item in tree.range(start..) {
+            let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
+            if !key.starts_with(&prefix) || rows.len() >= limit {
+                break;
+            }
+            let page: Vec<HistoryEntry> = must_decode("history page", &key, &value);
+            rows.extend(page.into_iter().filter(|row| row.index >= from_index).take(limit - rows.len()));
+        }
+        rows
     }
 
     /// Journal records from `from_seq`, at most `limit`.

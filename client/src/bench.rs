@@ -1,0 +1,209 @@
+//! `ledger bench`: a closed-loop load generator.
+//!
+//! Opens `accounts` accounts (no balance limits, so every transfer can succeed), then runs
+//! `concurrency` workers that each send one batch of `batch` single-phase transfers, wait for
+//! the answer, and send the next, for `duration`. Reports committed transfers per second and
+//! the latency of each request (one batch) at p50/p99/p999.
+
+use std::time::Duration;
+use std::time::Instant;
+
+use ledger_proto::v1 as pb;
+use serde::Serialize;
+
+use crate::ClientError;
+use crate::LedgerClient;
+
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub concurrency: usize,
+    pub batch: usize,
+    pub duration: Duration,
+    pub accounts: usize,
+    pub currency: String,
+    /// Prefix of every id, unique per run.
+    pub run_id: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+    pub mean_ms: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub concurrency: usize,
+    pub batch: usize,
+    pub accounts: usize,
+    pub duration_s: f64,
+    pub requests: u64,
+    pub transfers_ok: u64,
+    pub transfers_rejected: u64,
+    pub request_errors: u64,
+    pub transfers_per_s: f64,
+    pub requests_per_s: f64,
+    pub latency: Latency,
+    pub endpoints: Vec<String>,
+}
+
+/// xorshift64*: enough to pick account pairs; not for anything secret.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn percentile(sorted_us: &[u64], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1000.0
+}
+
+pub fn account_id(run_id: &str, i: usize) -> String {
+    format!("{run_id}-acct-{i}")
+}
+
+/// Opens the bench accounts (idempotent: rerunning with the same run id reuses them).
+pub async fn open_accounts(client: &LedgerClient, config: &BenchConfig) -> Result<(), ClientError> {
+    let ids: Vec<String> = (0..config.accounts).map(|i| account_id(&config.run_id, i)).collect();
+    for chunk in ids.chunks(500) {
+        let accounts = chunk
+            .iter()
+            .map(|id| pb::NewAccount { id: id.clone(), currency: config.currency.clone(), ..Default::default() })
+            .collect();
+        let response = client.create_accounts(accounts).await?;
+        if let Some(bad) = response.results.iter().find(|r| r.code != pb::ResultCode::Ok as i32) {
+            tracing::warn!(id = %bad.id, code = bad.code, "bench account not created");
+        }
+    }
+    Ok(())
+}
+
+struct WorkerStats {
+    latencies_us: Vec<u64>,
+    requests: u64,
+    ok: u64,
+    rejected: u64,
+    errors: u64,
+}
+
+async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadline: Instant) -> WorkerStats {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut stats = WorkerStats { latencies_us: Vec::new(), requests: 0, ok: 0, rejected: 0, errors: 0 };
+    let mut n = 0u64;
+    while Instant::now() < deadline {
+        let transfers: Vec<pb::NewTransfer> = (0..config.batch)
+            .map(|_| {
+                n += 1;
+                let debit = rng.below(config.accounts);
+                let credit = (debit + 1 + rng.below(config.accounts - 1)) % config.accounts;
+                pb::NewTransfer {
+                    id: format!("{}-{worker}-{n}", config.run_id),
+                    debit_account_id: account_id(&config.run_id, debit),
+                    credit_account_id: account_id(&config.run_id, credit),
+                    amount: "1.00".into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        let result = client.create_transfers(transfers, false).await;
+        stats.requests += 1;
+        match result {
+            Ok(response) => {
+                stats.latencies_us.push(started.elapsed().as_micros() as u64);
+                for r in &response.results {
+                    if r.code == pb::ResultCode::Ok as i32 {
+                        stats.ok += 1;
+                    } else {
+                        stats.rejected += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                stats.errors += 1;
+                tracing::warn!(error = %e, "bench request failed");
+            }
+        }
+    }
+    stats
+}
+
+/// Runs the benchmark. The accounts must exist (see [`open_accounts`]).
+pub async fn run(client: &LedgerClient, config: &BenchConfig) -> BenchReport {
+    assert!(config.accounts >= 2, "need at least two accounts");
+    assert!(config.concurrency >= 1 && config.batch >= 1);
+    let started = Instant::now();
+    let deadline = started + config.duration;
+    let tasks: Vec<_> =
+        (0..config.concurrency).map(|w| tokio::spawn(worker(client.clone(), config.clone(), w, deadline))).collect();
+    let mut latencies = Vec::new();
+    let (mut requests, mut ok, mut rejected, mut errors) = (0, 0, 0, 0);
+    for task in tasks {
+        let stats = task.await.expect("bench worker does not panic");
+        latencies.extend(stats.latencies_us);
+        requests += stats.requests;
+        ok += stats.ok;
+        rejected += stats.rejected;
+        errors += stats.errors;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    let mean_ms =
+        if latencies.is_empty() { 0.0 } else { latencies.iter().sum::<u64>() as f64 / latencies.len() as f64 / 1000.0 };
+    BenchReport {
+        concurrency: config.concurrency,
+        batch: config.batch,
+        accounts: config.accounts,
+        duration_s: elapsed,
+        requests,
+        transfers_ok: ok,
+        transfers_rejected: rejected,
+        request_errors: errors,
+        transfers_per_s: ok as f64 / elapsed,
+        requests_per_s: requests as f64 / elapsed,
+        latency: Latency {
+            p50_ms: percentile(&latencies, 50.0),
+            p90_ms: percentile(&latencies, 90.0),
+            p99_ms: percentile(&latencies, 99.0),
+            p999_ms: percentile(&latencies, 99.9),
+            max_ms: latencies.last().map_or(0.0, |us| *us as f64 / 1000.0),
+            mean_ms,
+        },
+        endpoints: client.endpoints(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let v: Vec<u64> = (1..=1000).map(|i| i * 1000).collect();
+        assert_eq!(percentile(&v, 50.0), 500.0);
+        assert_eq!(percentile(&v, 99.0), 990.0);
+        assert_eq!(percentile(&v, 99.9), 999.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        let mut rng = Rng(7);
+        assert!((0..1000).all(|_| rng.below(10) < 10));
+    }
+}

@@ -1,0 +1,206 @@
+//! `ledger-cluster status`: every node of every site in one table (or JSON).
+
+use std::time::Duration;
+
+use ledger_client::ClientConfig;
+use ledger_client::LedgerClient;
+use ledger_client::proto as pb;
+use serde::Serialize;
+
+use crate::topology::Topology;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeRow {
+    pub site: String,
+    pub node_id: u64,
+    pub zone: String,
+    pub endpoint: String,
+    pub reachable: bool,
+    pub error: String,
+    pub raft_role: String,
+    pub term: u64,
+    pub leader_id: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub journal_seq: u64,
+    pub journal_hash: String,
+    pub journal_time_ms: u64,
+    pub site_role: String,
+    pub epoch: u64,
+    pub fenced: bool,
+    pub active_site: String,
+    pub watermark_seq: u64,
+    pub watermark_time_ms: u64,
+    pub halted: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SiteSummary {
+    pub site: String,
+    pub role: String,
+    pub epoch: u64,
+    pub leader_id: u64,
+    pub journal_seq: u64,
+    pub journal_hash: String,
+    pub nodes_up: usize,
+    pub nodes: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterStatus {
+    pub sites: Vec<SiteSummary>,
+    pub nodes: Vec<NodeRow>,
+}
+
+/// Asks every node of the topology for its status (2 s each, in parallel).
+pub async fn gather(topology: &Topology, config: &ClientConfig) -> ClusterStatus {
+    let mut tasks = Vec::new();
+    for site in &topology.sites {
+        for node in &site.nodes {
+            let client =
+                LedgerClient::new(ClientConfig { endpoints: vec![node.client_addr.clone()], ..config.clone() });
+            let (site, node) = (site.name.clone(), node.clone());
+            tasks.push(tokio::spawn(async move {
+                let status = match client {
+                    Ok(client) => client.status_once(Duration::from_secs(2)).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                row(&site, node.id, &node.zone, &node.client_addr, status)
+            }));
+        }
+    }
+    let mut nodes = Vec::new();
+    for task in tasks {
+        nodes.push(task.await.expect("status task does not panic"));
+    }
+    let sites = topology
+        .sites
+        .iter()
+        .map(|site| {
+            let rows: Vec<&NodeRow> = nodes.iter().filter(|r| r.site == site.name && r.reachable).collect();
+            let best = rows.iter().max_by_key(|r| (r.journal_seq, r.raft_role == "leader"));
+            SiteSummary {
+                site: site.name.clone(),
+                role: best.map_or("unreachable".into(), |r| r.site_role.clone()),
+                epoch: best.map_or(0, |r| r.epoch),
+                leader_id: rows.iter().find(|r| r.raft_role == "leader").map_or(0, |r| r.node_id),
+                journal_seq: best.map_or(0, |r| r.journal_seq),
+                journal_hash: best.map_or(String::new(), |r| r.journal_hash.clone()),
+                nodes_up: rows.len(),
+                nodes: site.nodes.len(),
+            }
+        })
+        .collect();
+    ClusterStatus { sites, nodes }
+}
+
+fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::NodeStatus, String>) -> NodeRow {
+    let mut row = NodeRow {
+        site: site.into(),
+        node_id,
+        zone: zone.into(),
+        endpoint: endpoint.into(),
+        reachable: false,
+        error: String::new(),
+        raft_role: "-".into(),
+        term: 0,
+        leader_id: 0,
+        commit_index: 0,
+        applied_index: 0,
+        journal_seq: 0,
+        journal_hash: String::new(),
+        journal_time_ms: 0,
+        site_role: "-".into(),
+        epoch: 0,
+        fenced: false,
+        active_site: String::new(),
+        watermark_seq: 0,
+        watermark_time_ms: 0,
+        halted: String::new(),
+    };
+    match status {
+        Err(e) => row.error = e,
+        Ok(s) => {
+            let head = s.journal_head.unwrap_or_default();
+            let site = s.site.unwrap_or_default();
+            row.reachable = true;
+            row.raft_role = s.raft_role;
+            row.term = s.raft_term;
+            row.leader_id = s.leader_id;
+            row.commit_index = s.commit_index;
+            row.applied_index = s.applied_index;
+            row.journal_seq = head.seq;
+            row.journal_hash = hex::encode(&head.hash);
+            row.journal_time_ms = head.ledger_time_ms;
+            row.site_role = site.role;
+            row.epoch = site.epoch;
+            row.fenced = site.fenced;
+            row.active_site = site.active_site;
+            row.watermark_seq = site.watermark_seq;
+            row.watermark_time_ms = site.watermark_time_ms;
+            row.halted = site.halted;
+        }
+    }
+    row
+}
+
+/// The status as a text table.
+pub fn render(status: &ClusterStatus) -> String {
+    let mut out = String::new();
+    for site in &status.sites {
+        out.push_str(&format!(
+            "site {:<8} {:<8} epoch {:<3} leader {:<3} journal {:<8} {}  nodes up {}/{}\n",
+            site.site,
+            site.role,
+            site.epoch,
+            site.leader_id,
+            site.journal_seq,
+            &site.journal_hash.get(..16).unwrap_or(""),
+            site.nodes_up,
+            site.nodes
+        ));
+    }
+    out.push('\n');
+    out.push_str(&format!(
+        "{:<8} {:>4} {:<5} {:<16} {:<10} {:>5} {:>6} {:>8} {:>8} {:>8} {:<16} {:<8} {:>5}\n",
+        "SITE",
+        "NODE",
+        "ZONE",
+        "ENDPOINT",
+        "RAFT",
+        "TERM",
+        "LEADER",
+        "COMMIT",
+        "APPLIED",
+        "JOURNAL",
+        "HEAD",
+        "ROLE",
+        "EPOCH"
+    ));
+    for r in &status.nodes {
+        if !r.reachable {
+            out.push_str(&format!(
+                "{:<8} {:>4} {:<5} {:<16} unreachable: {}\n",
+                r.site, r.node_id, r.zone, r.endpoint, r.error
+            ));
+            continue;
+        }
+        out.push_str(&format!(
+            "{:<8} {:>4} {:<5} {:<16} {:<10} {:>5} {:>6} {:>8} {:>8} {:>8} {:<16} {:<8} {:>5}\n",
+            r.site,
+            r.node_id,
+            r.zone,
+            r.endpoint,
+            r.raft_role,
+            r.term,
+            r.leader_id,
+            r.commit_index,
+            r.applied_index,
+            r.journal_seq,
+            r.journal_hash.get(..16).unwrap_or(""),
+            if r.fenced { format!("{}*", r.site_role) } else { r.site_role.clone() },
+            r.epoch
+        ));
+    }
+    out
+}

@@ -1,0 +1,352 @@
+//! The `Ledger` service: accounts and transfers.
+//!
+//! A write request is converted item by item; items that cannot even be parsed or fail the
+//! stateless rules get their code here and are not proposed (bad input changes nothing; for
+//! an atomic batch that means nothing is proposed at all). The rest become one command, applied
+//! through Raft, and the ledger's per-item results are merged back in request order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ledger_core::command::Command;
+use ledger_core::command::Envelope;
+use ledger_core::command::ItemResult;
+use ledger_core::command::Outcome;
+use ledger_core::id::AccountId;
+use ledger_core::id::TransferId;
+use ledger_core::ledger;
+use ledger_core::limits;
+use ledger_core::reject::ResultCode;
+use ledger_proto::v1 as pb;
+use ledger_proto::v1::ledger_server::Ledger;
+use tonic::Request;
+use tonic::Response;
+
+use super::auth::Auth;
+use super::convert;
+use super::status::ApiError;
+use super::status::ApiResult;
+use crate::raft::replica::Replica;
+use crate::raft::types::CommandResult;
+use crate::security::authz::Action;
+use crate::security::authz::Caller;
+use crate::security::pii::DataKeys;
+
+pub struct LedgerService {
+    pub replica: Arc<Replica>,
+    pub auth: Auth,
+    pub keys: Arc<DataKeys>,
+}
+
+fn check_batch_len(n: usize, what: &str) -> Result<(), ApiError> {
+    if n == 0 || n > limits::BATCH_ITEMS_MAX {
+        return Err(ApiError::invalid(
+            "batch_size",
+            format!("{what}: {n} items; a batch must have between 1 and {}", limits::BATCH_ITEMS_MAX),
+        ));
+    }
+    Ok(())
+}
+
+fn observe(rpc: &'static str, started: Instant) {
+    metrics::histogram!("ledger_request_duration_seconds", "rpc" => rpc).record(started.elapsed().as_secs_f64());
+}
+
+/// Items split into those to propose and the codes of those refused up front.
+struct Prepared<T> {
+    /// `(request index, item)` to propose.
+    valid: Vec<(usize, T)>,
+    /// Code per request index, for items refused before proposing.
+    refused: Vec<Option<ResultCode>>,
+}
+
+impl<T> Prepared<T> {
+    fn new(items: impl IntoIterator<Item = Result<T, ResultCode>>) -> Prepared<T> {
+        let mut valid = Vec::new();
+        let mut refused = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match item {
+                Ok(item) => {
+                    valid.push((index, item));
+                    refused.push(None);
+                }
+                Err(code) => refused.push(Some(code)),
+            }
+        }
+        Prepared { valid, refused }
+    }
+
+    fn any_refused(&self) -> bool {
+        self.refused.iter().any(Option::is_some)
+    }
+}
+
+/// Merges refused-up-front codes with the ledger's results for the proposed items.
+fn merge_results(
+    ids: &[String],
+    refused: &[Option<ResultCode>],
+    proposed: &[usize],
+    applied: &[ItemResult],
+) -> Vec<pb::ItemResult> {
+    assert_eq!(proposed.len(), applied.len(), "one ledger result per proposed item");
+    let mut results: Vec<pb::ItemResult> = ids
+        .iter()
+        .enumerate()
+        .map(|(index, id)| pb::ItemResult {
+            index: index as u32,
+            id: id.clone(),
+            code: convert::result_code(refused[index].unwrap_or(ResultCode::LinkedEventFailed)),
+            replayed: false,
+        })
+        .collect();
+    for (index, result) in proposed.iter().zip(applied) {
+        results[*index].code = convert::result_code(result.code);
+        results[*index].replayed = result.replayed;
+    }
+    results
+}
+
+fn commit_info(result: &CommandResult) -> pb::CommitInfo {
+    pb::CommitInfo {
+        journal_seq: result.journal_seq,
+        ledger_time_ms: result.ledger_time_ms,
+        raft_index: result.raft_index,
+    }
+}
+
+impl LedgerService {
+    /// Refuses early when this site cannot take writes (the state machine checks again).
+    fn check_writable(&self) -> Result<(), ApiError> {
+        match ledger::write_refusal(&self.replica.reader.meta().site) {
+            Some(refusal) => Err(ApiError::Refused(refusal)),
+            None => Ok(()),
+        }
+    }
+
+    async fn propose(&self, caller: &Caller, command: Command) -> Result<CommandResult, ApiError> {
+        let envelope = Envelope { caller: caller.name.clone(), command };
+        let result = self.replica.write(envelope).await?;
+        if let Outcome::Refused(refusal) = &result.outcome {
+            return Err(ApiError::Refused(refusal.clone()));
+        }
+        Ok(result)
+    }
+
+    fn read_info(&self, consistency: i32, applied_index: u64) -> pb::ReadInfo {
+        let meta = self.replica.reader.meta();
+        pb::ReadInfo {
+            consistency,
+            node_id: self.replica.id,
+            applied_index,
+            journal_seq: meta.journal.seq,
+            ledger_time_ms: meta.journal.ledger_time_ms,
+            site: meta.site.name.clone(),
+            site_role: meta.site.role.name().to_string(),
+            epoch: meta.site.epoch,
+            watermark_seq: meta.site.watermark.seq,
+            watermark_time_ms: meta.site.watermark.ledger_time_ms,
+        }
+    }
+
+    /// Waits for the consistency the request asks for; returns the applied index read at.
+    async fn read_point(&self, consistency: i32) -> Result<u64, ApiError> {
+        match pb::ReadConsistency::try_from(consistency) {
+            Ok(pb::ReadConsistency::Linearizable) => Ok(self.replica.read_barrier().await?),
+            Ok(pb::ReadConsistency::Local) => Ok(self.replica.reader.applied_index()),
+            Err(_) => Err(ApiError::invalid("consistency_invalid", format!("unknown read consistency {consistency}"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Ledger for LedgerService {
+    async fn create_accounts(
+        &self,
+        request: Request<pb::CreateAccountsRequest>,
+    ) -> ApiResult<pb::CreateAccountsResponse> {
+        let started = Instant::now();
+        let caller = self.auth.authorize(&request, Action::WriteLedger)?;
+        let request = request.into_inner();
+        check_batch_len(request.accounts.len(), "accounts")?;
+        self.check_writable()?;
+        let prepared = Prepared::new(request.accounts.iter().map(|a| {
+            let new = convert::new_account(a, &self.keys)?;
+            ledger::validate_new_account(&new)?;
+            Ok(new)
+        }));
+        let ids: Vec<String> = request.accounts.iter().map(|a| a.id.clone()).collect();
+        let (proposed, items): (Vec<usize>, Vec<_>) = prepared.valid.into_iter().unzip();
+        if items.is_empty() {
+            observe("CreateAccounts", started);
+            return Ok(Response::new(pb::CreateAccountsResponse {
+                results: merge_results(&ids, &prepared.refused, &[], &[]),
+                commit: Some(pb::CommitInfo::default()),
+            }));
+        }
+        let result = self.propose(&caller, Command::CreateAccounts(items)).await?;
+        let results = merge_results(&ids, &prepared.refused, &proposed, result.outcome.items());
+        observe("CreateAccounts", started);
+        Ok(Response::new(pb::CreateAccountsResponse { results, commit: Some(commit_info(&result)) }))
+    }
+
+    async fn update_accounts(
+        &self,
+        request: Request<pb::UpdateAccountsRequest>,
+    ) -> ApiResult<pb::UpdateAccountsResponse> {
+        let started = Instant::now();
+        let caller = self.auth.authorize(&request, Action::WriteLedger)?;
+        let request = request.into_inner();
+        check_batch_len(request.updates.len(), "updates")?;
+        self.check_writable()?;
+        let prepared = Prepared::new(request.updates.iter().map(convert::account_update));
+        let ids: Vec<String> = request.updates.iter().map(|u| u.id.clone()).collect();
+        let (proposed, items): (Vec<usize>, Vec<_>) = prepared.valid.into_iter().unzip();
+        if items.is_empty() {
+            observe("UpdateAccounts", started);
+            return Ok(Response::new(pb::UpdateAccountsResponse {
+                results: merge_results(&ids, &prepared.refused, &[], &[]),
+                commit: Some(pb::CommitInfo::default()),
+            }));
+        }
+        let result = self.propose(&caller, Command::UpdateAccounts(items)).await?;
+        let results = merge_results(&ids, &prepared.refused, &proposed, result.outcome.items());
+        observe("UpdateAccounts", started);
+        Ok(Response::new(pb::UpdateAccountsResponse { results, commit: Some(commit_info(&result)) }))
+    }
+
+    async fn create_transfers(
+        &self,
+        request: Request<pb::CreateTransfersRequest>,
+    ) -> ApiResult<pb::CreateTransfersResponse> {
+        let started = Instant::now();
+        let caller = self.auth.authorize(&request, Action::WriteLedger)?;
+        let request = request.into_inner();
+        check_batch_len(request.transfers.len(), "transfers")?;
+        self.check_writable()?;
+        let prepared = Prepared::new(request.transfers.iter().map(|t| {
+            let new = convert::new_transfer(t)?;
+            ledger::validate_transfer(&new)?;
+            Ok(new)
+        }));
+        let ids: Vec<String> = request.transfers.iter().map(|t| t.id.clone()).collect();
+        let atomic = request.atomic;
+        let respond = |results: Vec<pb::ItemResult>, commit: pb::CommitInfo| {
+            for r in &results {
+                let name = ResultCode::from_u32(r.code as u32).map_or("unknown", |c| c.name());
+                metrics::counter!("ledger_transfer_results_total", "code" => name).increment(1);
+            }
+            observe("CreateTransfers", started);
+            Ok(Response::new(pb::CreateTransfersResponse { results, commit: Some(commit) }))
+        };
+        if atomic && prepared.any_refused() {
+            // An atomic batch with a malformed item: nothing is proposed; the first malformed
+            // item carries its code, the others LINKED_EVENT_FAILED.
+            let first_bad = prepared.refused.iter().position(Option::is_some).expect("some item refused");
+            let mut refused = vec![Some(ResultCode::LinkedEventFailed); ids.len()];
+            refused[first_bad] = prepared.refused[first_bad];
+            return respond(merge_results(&ids, &refused, &[], &[]), pb::CommitInfo::default());
+        }
+        let (proposed, items): (Vec<usize>, Vec<_>) = prepared.valid.into_iter().unzip();
+        if items.is_empty() {
+            return respond(merge_results(&ids, &prepared.refused, &[], &[]), pb::CommitInfo::default());
+        }
+        let result = self.propose(&caller, Command::CreateTransfers { transfers: items, atomic }).await?;
+        let results = merge_results(&ids, &prepared.refused, &proposed, result.outcome.items());
+        respond(results, commit_info(&result))
+    }
+
+    async fn lookup_accounts(
+        &self,
+        request: Request<pb::LookupAccountsRequest>,
+    ) -> ApiResult<pb::LookupAccountsResponse> {
+        let started = Instant::now();
+        let caller = self.auth.authorize(&request, Action::ReadLedger)?;
+        let reveal = caller.may(Action::ReadPersonalData);
+        let request = request.into_inner();
+        check_batch_len(request.ids.len(), "ids")?;
+        let applied = self.read_point(request.consistency).await?;
+        let mut accounts = Vec::new();
+        let mut not_found = Vec::new();
+        for id in &request.ids {
+            match self.replica.reader.account(&AccountId::new(id.clone())) {
+                Some(account) => accounts.push(convert::account_to_proto(&account, &self.keys, reveal)),
+                None => not_found.push(id.clone()),
+            }
+        }
+        observe("LookupAccounts", started);
+        Ok(Response::new(pb::LookupAccountsResponse {
+            accounts,
+            not_found,
+            read: Some(self.read_info(request.consistency, applied)),
+        }))
+    }
+
+    async fn lookup_transfers(
+        &self,
+        request: Request<pb::LookupTransfersRequest>,
+    ) -> ApiResult<pb::LookupTransfersResponse> {
+        let started = Instant::now();
+        self.auth.authorize(&request, Action::ReadLedger)?;
+        let request = request.into_inner();
+        check_batch_len(request.ids.len(), "ids")?;
+        let applied = self.read_point(request.consistency).await?;
+        let mut transfers = Vec::new();
+        let mut not_found = Vec::new();
+        for id in &request.ids {
+            match self.replica.reader.transfer(&TransferId::new(id.clone())) {
+                Some(transfer) => transfers.push(convert::transfer_to_proto(&transfer)),
+                None => not_found.push(id.clone()),
+            }
+        }
+        observe("LookupTransfers", started);
+        Ok(Response::new(pb::LookupTransfersResponse {
+            transfers,
+            not_found,
+            read: Some(self.read_info(request.consistency, applied)),
+        }))
+    }
+
+    async fn get_account_history(
+        &self,
+        request: Request<pb::GetAccountHistoryRequest>,
+    ) -> ApiResult<pb::GetAccountHistoryResponse> {
+        let started = Instant::now();
+        self.auth.authorize(&request, Action::ReadLedger)?;
+        let request = request.into_inner();
+        let account_id = AccountId::new(request.account_id.clone());
+        if account_id.check().is_err() {
+            return Err(ApiError::invalid(
+                "id_invalid",
+                format!("account id {:?} is not a valid id", request.account_id),
+            )
+            .into());
+        }
+        let limit = match request.limit {
+            0 => 100,
+            n if n as usize > limits::HISTORY_PAGE_MAX => {
+                return Err(ApiError::invalid(
+                    "limit_invalid",
+                    format!("limit {n} is above the page maximum {}", limits::HISTORY_PAGE_MAX),
+                )
+                .into());
+            }
+            n => n as usize,
+        };
+        let applied = self.read_point(request.consistency).await?;
+        let Some(account) = self.replica.reader.account(&account_id) else {
+            return Err(ApiError::NotFound(format!("account {account_id} does not exist")).into());
+        };
+        let from = request.from_index.max(1);
+        let rows = self.replica.reader.history(&account_id, from, limit);
+        let next_index = match rows.last() {
+            Some(last) if last.index < account.history_len => last.index + 1,
+            _ => 0,
+        };
+        observe("GetAccountHistory", started);
+        Ok(Response::new(pb::GetAccountHistoryResponse {
+            rows: rows.iter().map(convert::history_to_proto).collect(),
+            next_index,
+            read: Some(self.read_info(request.consistency, applied)),
+        }))
+    }
+}

@@ -1,0 +1,88 @@
+//! The `RaftPeer` service, on the peer port: openraft RPCs, write forwarding, read indexes and
+//! leadership hand-over. Requests for another Raft group or another node are refused (a leader
+//! replicating to itself through a wrong address would otherwise panic openraft).
+
+use std::sync::Arc;
+
+use ledger_core::codec;
+use ledger_core::command::Envelope;
+use ledger_proto::v1::peer::RaftReply;
+use ledger_proto::v1::peer::RaftRequest;
+use ledger_proto::v1::peer::raft_peer_server::RaftPeer;
+use openraft::raft::AppendEntriesRequest;
+use openraft::raft::InstallSnapshotRequest;
+use openraft::raft::VoteRequest;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tonic::Request;
+use tonic::Response;
+use tonic::Status;
+
+use crate::raft::replica::Replica;
+use crate::raft::types::NodeId;
+use crate::raft::types::TypeConfig;
+
+pub struct PeerService {
+    pub replica: Arc<Replica>,
+    pub cluster: String,
+}
+
+impl PeerService {
+    fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<(NodeId, T), Status> {
+        let request = request.into_inner();
+        if request.cluster != self.cluster {
+            return Err(Status::failed_precondition(format!(
+                "this node belongs to raft group {:?}, not {:?}",
+                self.cluster, request.cluster
+            )));
+        }
+        if request.to != self.replica.id {
+            return Err(Status::failed_precondition(format!(
+                "this is node {}, not node {} (wrong address in membership?)",
+                self.replica.id, request.to
+            )));
+        }
+        let payload = codec::decode(&request.payload)
+            .map_err(|e| Status::invalid_argument(format!("undecodable peer request: {e}")))?;
+        Ok((request.from, payload))
+    }
+}
+
+fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
+    Ok(Response::new(RaftReply { payload: codec::encode(value) }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (_, rpc): (_, AppendEntriesRequest<TypeConfig>) = self.open(request)?;
+        reply(&self.replica.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (_, rpc): (_, VoteRequest<NodeId>) = self.open(request)?;
+        reply(&self.replica.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (_, rpc): (_, InstallSnapshotRequest<TypeConfig>) = self.open(request)?;
+        reply(&self.replica.raft.install_snapshot(rpc).await)
+    }
+
+    async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (_, envelope): (_, Envelope) = self.open(request)?;
+        reply(&self.replica.propose_local(envelope).await)
+    }
+
+    async fn read_index(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (_, ()): (_, ()) = self.open(request)?;
+        reply(&self.replica.read_index_local().await)
+    }
+
+    async fn campaign(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (from, ()): (_, ()) = self.open(request)?;
+        tracing::info!(from, "asked to campaign for leadership");
+        let result: Result<(), String> = self.replica.raft.trigger().elect().await.map_err(|e| e.to_string());
+        reply(&result)
+    }
+}

@@ -1,0 +1,250 @@
+//! Wiring only: builds store -> raft -> replica -> services, runs them until shutdown, and
+//! shuts down in order (servers first, then Raft, so no RPC reaches a stopped core).
+//! Takes its listeners and shutdown signal as arguments: it never binds sockets or reads the
+//! environment.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ledger_core::command::Command;
+use ledger_core::command::Envelope;
+use ledger_core::ledger;
+use ledger_proto::v1::audit_server::AuditServer;
+use ledger_proto::v1::cluster_server::ClusterServer;
+use ledger_proto::v1::ledger_server::LedgerServer;
+use ledger_proto::v1::peer::raft_peer_server::RaftPeerServer;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+
+use crate::api::audit::AuditService;
+use crate::api::auth::Auth;
+use crate::api::cluster::ClusterService;
+use crate::api::ledger::LedgerService;
+use crate::api::peer::PeerService;
+use crate::config::NodeConfig;
+use crate::raft::batcher::Batcher;
+use crate::raft::batcher::BatcherLimits;
+use crate::raft::network::PeerClients;
+use crate::raft::network::PeerNetwork;
+use crate::raft::replica::Replica;
+use crate::raft::replica::now_ms;
+use crate::raft::types::Member;
+use crate::raft::types::Raft;
+use crate::security::pii::DataKeys;
+use crate::store;
+use crate::transport::Transport;
+
+/// How often the leader's ledger timer looks for due pending transfers.
+const LEDGER_TIMER_MS: u64 = 200;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The sockets a node serves on, bound by the caller.
+pub struct Listeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+    pub metrics: Option<TcpListener>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("storage: {0}")]
+    Store(#[from] store::StoreError),
+    #[error("data keys: {0}")]
+    Keys(#[from] crate::security::pii::PiiError),
+    #[error("raft configuration: {0}")]
+    RaftConfig(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("serving {what}: {detail}")]
+    Serve { what: &'static str, detail: String },
+}
+
+/// Runs a node until `shutdown` resolves or Raft stops on a fatal error.
+pub async fn run(
+    config: NodeConfig,
+    listeners: Listeners,
+    metrics_handle: Option<PrometheusHandle>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let (log_store, state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
+    let committed_index = log_store.committed_index();
+    let reader = state_machine.reader();
+    let keys = Arc::new(DataKeys::load(&config.data_key_file)?);
+    let transport = Transport::plaintext();
+    let auth = Auth::Insecure;
+    let peers = PeerClients::new(
+        config.cluster.clone(),
+        config.node_id,
+        transport.clone(),
+        config.limits.grpc_message_bytes_max,
+        config.route_overrides(),
+    );
+    let raft_config = Arc::new(config.openraft().validate().map_err(|e| NodeError::RaftConfig(e.to_string()))?);
+    let raft = Raft::new(config.node_id, raft_config, PeerNetwork { clients: peers.clone() }, log_store, state_machine)
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    let batcher = Batcher::spawn(
+        raft.clone(),
+        BatcherLimits {
+            entry_commands_max: config.limits.entry_commands_max,
+            in_flight_entries_max: config.limits.in_flight_entries_max,
+            queue_commands_max: config.limits.queue_commands_max,
+        },
+        now_ms,
+    );
+    let member = Member {
+        zone: config.zone.clone(),
+        client_addr: config.client_addr.clone(),
+        peer_addr: config.peer_addr.clone(),
+    };
+    let replica = Arc::new(Replica::new(
+        config.node_id,
+        member,
+        raft.clone(),
+        reader,
+        peers,
+        batcher,
+        committed_index,
+        Duration::from_millis(config.limits.write_timeout_ms),
+        Duration::from_millis(config.limits.read_timeout_ms),
+        Duration::from_millis(config.raft.election_max_ms),
+    ));
+
+    let timer = tokio::spawn(ledger_timer(replica.clone()));
+    let refresh = crate::metrics::spawn_refresh(replica.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let message_max = config.limits.grpc_message_bytes_max;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<LedgerServer<LedgerService>>().await;
+    health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
+    health_reporter.set_serving::<AuditServer<AuditService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| NodeError::Serve { what: "reflection", detail: e.to_string() })?;
+    let ledger_service = LedgerService { replica: replica.clone(), auth: auth.clone(), keys: keys.clone() };
+    let cluster_service =
+        ClusterService { replica: replica.clone(), auth: auth.clone(), site: config.site.clone(), version: VERSION };
+    let audit_service = AuditService { replica: replica.clone(), auth: auth.clone() };
+    let client_server = Server::builder()
+        .max_concurrent_streams(config.limits.grpc_concurrent_streams_max)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(
+            LedgerServer::new(ledger_service)
+                .max_decoding_message_size(message_max)
+                .max_encoding_message_size(message_max),
+        )
+        .add_service(
+            ClusterServer::new(cluster_service)
+                .max_decoding_message_size(message_max)
+                .max_encoding_message_size(message_max),
+        )
+        .add_service(
+            AuditServer::new(audit_service)
+                .max_decoding_message_size(message_max)
+                .max_encoding_message_size(message_max),
+        )
+        .serve_with_incoming_shutdown(incoming(listeners.client), stopped(stop_rx.clone()));
+    let peer_service = PeerService { replica: replica.clone(), cluster: config.cluster.clone() };
+    let peer_server = Server::builder()
+        .add_service(
+            RaftPeerServer::new(peer_service)
+                .max_decoding_message_size(message_max)
+                .max_encoding_message_size(message_max),
+        )
+        .serve_with_incoming_shutdown(incoming(listeners.peer), stopped(stop_rx.clone()));
+    let client_task = tokio::spawn(client_server);
+    let peer_task = tokio::spawn(peer_server);
+    let metrics_task = match (listeners.metrics, metrics_handle) {
+        (Some(listener), Some(handle)) => {
+            Some(tokio::spawn(crate::metrics::serve(listener, handle, stopped(stop_rx.clone()))))
+        }
+        _ => None,
+    };
+    tracing::info!(
+        node_id = config.node_id,
+        site = %config.site,
+        zone = %config.zone,
+        client = %config.client_addr,
+        peer = %config.peer_addr,
+        "node serving"
+    );
+
+    // Run until asked to stop, or until Raft dies (a storage error is fatal).
+    let mut metrics = raft.metrics();
+    let fatal = async {
+        loop {
+            if let Err(fatal) = &metrics.borrow().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "raft metrics closed".to_string();
+            }
+        }
+    };
+    let result = tokio::select! {
+        () = shutdown => Ok(()),
+        fatal = fatal => Err(NodeError::Raft(format!("raft stopped: {fatal}"))),
+    };
+
+    tracing::info!("shutting down: servers first, then raft");
+    let _ = stop_tx.send(true);
+    timer.abort();
+    refresh.abort();
+    for (what, task) in [("client server", client_task), ("peer server", peer_task)] {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(what, error = %e, "server stopped with an error"),
+            Err(e) => tracing::warn!(what, error = %e, "server task failed"),
+        }
+    }
+    if let Some(task) = metrics_task {
+        let _ = task.await;
+    }
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    result
+}
+
+/// Accepted connections with Nagle off (`serve_with_incoming` ignores tonic's own setting).
+fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(stream) = &stream {
+            let _ = stream.set_nodelay(true);
+        }
+        stream
+    })
+}
+
+/// On the leader of an active site: proposes `ExpirePending` whenever a pending transfer's
+/// timeout has passed, so expiry happens in ledger time even without traffic.
+async fn ledger_timer(replica: Arc<Replica>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(LEDGER_TIMER_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if !replica.is_leader() || ledger::write_refusal(&replica.reader.meta().site).is_some() {
+            continue;
+        }
+        let due = replica.reader.next_expiry().is_some_and(|at| at <= now_ms());
+        if !due {
+            continue;
+        }
+        let envelope = Envelope { caller: "ledger-timer".into(), command: Command::ExpirePending };
+        if let Err(e) = replica.write(envelope).await {
+            tracing::debug!(error = %e, "expiry proposal failed; will retry");
+        }
+    }
+}
