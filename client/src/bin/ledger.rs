@@ -270,13 +270,13 @@ fn print_results(cli: &Cli, results: &[pb::ItemResult], commit: Option<&pb::Comm
             let replayed = if r.replayed { " (replayed)" } else { "" };
             println!("{} {}{replayed}", r.id, code_name(r.code));
         }
-        if let Some(c) = commit {
-            if c.journal_seq > 0 {
-                println!(
-                    "journal seq {} at ledger time {} ms (raft index {})",
-                    c.journal_seq, c.ledger_time_ms, c.raft_index
-                );
-            }
+        if let Some(c) = commit
+            && c.journal_seq > 0
+        {
+            println!(
+                "journal seq {} at ledger time {} ms (raft index {})",
+                c.journal_seq, c.ledger_time_ms, c.raft_index
+            );
         }
     }
     all_ok
