@@ -1,1 +1,5 @@
-//! placeholder
+//! Chaos engineering for the ledger: workloads that record every acknowledgement, the
+//! invariant checker, fault injection and the drills that combine them into RPO/RTO reports.
+
+pub mod invariants;
+pub mod workload;

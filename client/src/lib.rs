@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod cli;
 pub mod tls;
 
 use std::future::Future;

@@ -278,41 +278,44 @@ impl LocalCluster {
     }
 
     /// Forms every site whose nodes are all pristine: Bootstrap on the site's first node with
-    /// every node of the site as a voter. Sites already formed are left alone. Standby sites
-    /// get the active site's endpoints as their upstream.
+    /// every node of the site as a voter. Sites already formed are left alone.
     pub async fn bootstrap(&self) -> Result<(), ClusterError> {
-        let active_endpoints = self.topology.active_site().endpoints();
         for site in &self.topology.sites {
-            let keys = self.site_keys(&site.name);
-            let mut formed = false;
-            for key in &keys {
-                let status = self.status(key).await?;
-                if !status.members.is_empty() || status.site.as_ref().is_some_and(|s| s.role != "uninitialized") {
-                    formed = true;
-                }
-            }
-            if formed {
-                continue;
-            }
-            let members = site
-                .nodes
-                .iter()
-                .map(|n| pb::Member {
-                    node_id: n.id,
-                    zone: n.zone.clone(),
-                    client_addr: n.client_addr.clone(),
-                    peer_addr: n.peer_addr.clone(),
-                    voter: true,
-                    matched_index: 0,
-                })
-                .collect();
-            let upstream = if site.role == "standby" { active_endpoints.clone() } else { Vec::new() };
-            let request =
-                pb::BootstrapRequest { site: site.name.clone(), role: site.role.clone(), epoch: 1, members, upstream };
-            let first = &keys[0];
-            let response = self.node_client(first)?.bootstrap(request).await?;
-            tracing::info!(site = %site.name, formed = response.formed, message = %response.message, "bootstrap");
+            let ids: Vec<u64> = site.nodes.iter().map(|n| n.id).collect();
+            self.bootstrap_site(&site.name, &ids).await?;
         }
+        Ok(())
+    }
+
+    /// Forms `site` with the nodes `ids` as voters, unless one of them is already formed.
+    /// A standby site gets the active site's endpoints as its upstream.
+    pub async fn bootstrap_site(&self, site_name: &str, ids: &[u64]) -> Result<(), ClusterError> {
+        let site = self.topology.site(site_name).ok_or_else(|| ClusterError::Other(format!("no site {site_name}")))?;
+        let keys: Vec<NodeKey> = ids.iter().map(|id| (site.name.clone(), *id)).collect();
+        for key in &keys {
+            let status = self.status(key).await?;
+            if !status.members.is_empty() || status.site.as_ref().is_some_and(|s| s.role != "uninitialized") {
+                return Ok(());
+            }
+        }
+        let members = site
+            .nodes
+            .iter()
+            .filter(|n| ids.contains(&n.id))
+            .map(|n| pb::Member {
+                node_id: n.id,
+                zone: n.zone.clone(),
+                client_addr: n.client_addr.clone(),
+                peer_addr: n.peer_addr.clone(),
+                voter: true,
+                matched_index: 0,
+            })
+            .collect();
+        let upstream = if site.role == "standby" { self.topology.active_site().endpoints() } else { Vec::new() };
+        let request =
+            pb::BootstrapRequest { site: site.name.clone(), role: site.role.clone(), epoch: 1, members, upstream };
+        let response = self.node_client(&keys[0])?.bootstrap(request).await?;
+        tracing::info!(site = %site.name, formed = response.formed, message = %response.message, "bootstrap");
         Ok(())
     }
 

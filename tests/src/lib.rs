@@ -1,1 +1,348 @@
-//! placeholder
+//! The integration-test harness: real node processes on loopback, each with its own sled data
+//! directory, talking real gRPC. No mocks.
+//!
+//! Every test that starts a cluster holds [`SERIAL`] for its lifetime: the CI machine has two
+//! cores, and two clusters elections-timing against each other make tests flaky, not faster.
+//! A cluster is killed (by pid) when its [`TestCluster`] drops; if the test panicked, the
+//! data and node logs are kept and their tails printed.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::MutexGuard;
+use std::time::Duration;
+
+use ledger_client::LedgerClient;
+use ledger_client::proto as pb;
+use ledger_cluster::launcher::LocalCluster;
+use ledger_cluster::launcher::NodeKey;
+use ledger_cluster::process::NodeLauncher;
+use ledger_cluster::topology::NodeSpec;
+use ledger_cluster::topology::SiteSpec;
+use ledger_cluster::topology::Topology;
+use ledger_node::config::NodeConfig;
+
+pub use ledger_cluster::launcher::ClusterError;
+
+/// Path of the node binary built for these tests (expands in the test crate).
+#[macro_export]
+macro_rules! node_bin {
+    () => {
+        env!("CARGO_BIN_EXE_ledger-test-node")
+    };
+}
+
+/// One cluster at a time per test process.
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Generous deadline for anything a cluster must reach (CI is a noisy 2-core machine).
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A site to start: name, role, number of nodes.
+#[derive(Clone, Debug)]
+pub struct SiteShape {
+    pub name: &'static str,
+    pub role: &'static str,
+    pub nodes: usize,
+}
+
+/// What to start.
+pub struct Spec {
+    pub sites: Vec<SiteShape>,
+    /// Adjusts each node's configuration after the test defaults.
+    pub tweak: Option<Box<dyn Fn(&NodeKey, &mut NodeConfig) + Send + Sync>>,
+}
+
+impl Spec {
+    /// One active site of `n` nodes in zones a, b, c, ...
+    pub fn single_site(n: usize) -> Spec {
+        Spec { sites: vec![SiteShape { name: "primary", role: "active", nodes: n }], tweak: None }
+    }
+
+    pub fn with_tweak(mut self, tweak: impl Fn(&NodeKey, &mut NodeConfig) + Send + Sync + 'static) -> Spec {
+        self.tweak = Some(Box::new(tweak));
+        self
+    }
+}
+
+/// A free loopback port (bound then released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
+}
+
+fn addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+/// A topology of fresh loopback addresses.
+pub fn topology(shapes: &[SiteShape]) -> Topology {
+    let zones = ["a", "b", "c", "d", "e", "f", "g"];
+    let sites = shapes
+        .iter()
+        .map(|shape| SiteSpec {
+            name: shape.name.into(),
+            role: shape.role.into(),
+            nodes: (1..=shape.nodes as u64)
+                .map(|id| NodeSpec {
+                    id,
+                    zone: format!("{}-{}", shape.name, zones[(id as usize - 1) % zones.len()]),
+                    client_addr: addr(),
+                    peer_addr: addr(),
+                    metrics_addr: addr(),
+                })
+                .collect(),
+        })
+        .collect();
+    let topology = Topology { sites };
+    topology.validate().expect("generated topology is valid");
+    topology
+}
+
+/// Test timings: faster than production defaults, slow enough for a loaded CI machine.
+pub fn test_defaults(config: &mut NodeConfig) {
+    config.raft.heartbeat_ms = 100;
+    config.raft.election_min_ms = 800;
+    config.raft.election_max_ms = 1600;
+    config.raft.install_snapshot_timeout_ms = 20_000;
+    config.limits.sled_cache_bytes = 32 * 1024 * 1024;
+    config.limits.write_timeout_ms = 8_000;
+}
+
+pub struct TestCluster {
+    pub cluster: LocalCluster,
+    dir: Option<tempfile::TempDir>,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl TestCluster {
+    /// Starts every node, forms the sites, and waits until each has a leader.
+    pub async fn start(node_bin: &str, spec: Spec) -> TestCluster {
+        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
+        let dir = tempfile::Builder::new().prefix("ledger-test-").tempdir().expect("temp dir");
+        let topology = topology(&spec.sites);
+        let tweak = spec.tweak;
+        let cluster = LocalCluster::new(dir.path(), topology, NodeLauncher::program(node_bin))
+            .expect("prepare cluster")
+            .with_hook(Box::new(move |key, config| {
+                test_defaults(config);
+                if let Some(tweak) = &tweak {
+                    tweak(key, config);
+                }
+            }));
+        let mut test = TestCluster { cluster, dir: Some(dir), _serial: serial };
+        test.cluster.start_all().expect("start nodes");
+        let keys = test.cluster.keys();
+        test.cluster.wait_serving(&keys, DEADLINE).await.expect("nodes serve");
+        test.cluster.bootstrap().await.expect("bootstrap");
+        test.cluster.wait_ready(DEADLINE).await.expect("sites ready");
+        test
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.cluster.root.clone()
+    }
+
+    pub fn key(&self, site: &str, id: u64) -> NodeKey {
+        (site.to_string(), id)
+    }
+
+    /// A client of every node of the active site (and the others after them).
+    pub fn client(&self) -> LedgerClient {
+        self.cluster.client().expect("client")
+    }
+
+    pub fn site_client(&self, site: &str) -> LedgerClient {
+        self.cluster.site_client(site).expect("client")
+    }
+
+    pub fn node_client(&self, key: &NodeKey) -> LedgerClient {
+        self.cluster.node_client(key).expect("client")
+    }
+
+    pub async fn leader(&self, site: &str) -> NodeKey {
+        self.cluster.leader(site, DEADLINE).await.expect("a leader")
+    }
+
+    pub async fn status(&self, key: &NodeKey) -> pb::NodeStatus {
+        self.cluster.status(key).await.expect("status")
+    }
+
+    /// Polls until every listed node reports the same journal head; returns it.
+    pub async fn wait_heads_equal(&self, keys: &[NodeKey]) -> pb::JournalHead {
+        LocalCluster::poll("equal journal heads", DEADLINE, || async {
+            let mut heads = Vec::new();
+            for key in keys {
+                heads.push(self.cluster.status(key).await.ok()?.journal_head?);
+            }
+            heads.windows(2).all(|w| w[0] == w[1]).then(|| heads[0].clone())
+        })
+        .await
+        .expect("journal heads converge")
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        let logs: Vec<(NodeKey, PathBuf)> =
+            self.cluster.keys().into_iter().map(|k| (k.clone(), self.cluster.log_path(&k))).collect();
+        self.cluster.stop_all();
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let kept = dir.keep();
+                eprintln!("test failed: cluster data and logs kept in {}", kept.display());
+            }
+            for (key, path) in logs {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                eprintln!("--- {}/{} log tail ---", key.0, key.1);
+                for line in tail.into_iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request builders and assertions.
+
+pub fn account(id: &str, currency: &str) -> pb::NewAccount {
+    pb::NewAccount { id: id.into(), currency: currency.into(), ..Default::default() }
+}
+
+/// An account whose debits may not exceed its credits (a customer deposit account).
+pub fn deposit_account(id: &str, currency: &str) -> pb::NewAccount {
+    pb::NewAccount {
+        flags: Some(pb::AccountFlags { debits_must_not_exceed_credits: true, credits_must_not_exceed_debits: false }),
+        ..account(id, currency)
+    }
+}
+
+pub fn transfer(id: &str, from: &str, to: &str, amount: &str) -> pb::NewTransfer {
+    pb::NewTransfer {
+        id: id.into(),
+        debit_account_id: from.into(),
+        credit_account_id: to.into(),
+        amount: amount.into(),
+        ..Default::default()
+    }
+}
+
+pub fn pending(id: &str, from: &str, to: &str, amount: &str, timeout_ms: u64) -> pb::NewTransfer {
+    pb::NewTransfer { kind: pb::TransferKind::Pending as i32, timeout_ms, ..transfer(id, from, to, amount) }
+}
+
+pub fn post(id: &str, pending_id: &str, amount: &str) -> pb::NewTransfer {
+    pb::NewTransfer {
+        id: id.into(),
+        amount: amount.into(),
+        kind: pb::TransferKind::PostPending as i32,
+        pending_id: pending_id.into(),
+        ..Default::default()
+    }
+}
+
+pub fn void(id: &str, pending_id: &str) -> pb::NewTransfer {
+    pb::NewTransfer {
+        id: id.into(),
+        kind: pb::TransferKind::VoidPending as i32,
+        pending_id: pending_id.into(),
+        ..Default::default()
+    }
+}
+
+/// Result codes by name, in item order, with `(replayed)` marks.
+pub fn codes(results: &[pb::ItemResult]) -> Vec<String> {
+    results
+        .iter()
+        .map(|r| {
+            let name = pb::ResultCode::try_from(r.code)
+                .map(|c| c.as_str_name().trim_start_matches("RESULT_CODE_").to_lowercase())
+                .unwrap_or_else(|_| format!("code_{}", r.code));
+            if r.replayed { format!("{name} (replayed)") } else { name }
+        })
+        .collect()
+}
+
+/// Opens accounts and asserts every one was created (or already existed identically).
+pub async fn must_create_accounts(client: &LedgerClient, accounts: Vec<pb::NewAccount>) {
+    let n = accounts.len();
+    let response = client.create_accounts(accounts).await.expect("create accounts");
+    assert_eq!(response.results.len(), n);
+    for r in &response.results {
+        assert_eq!(r.code, pb::ResultCode::Ok as i32, "account {} not created: {:?}", r.id, codes(&response.results));
+    }
+}
+
+/// Balances of accounts by id: (debits_posted, debits_pending, credits_posted, credits_pending).
+pub async fn balances(client: &LedgerClient, ids: &[String]) -> BTreeMap<String, [String; 4]> {
+    let mut out = BTreeMap::new();
+    for chunk in ids.chunks(500) {
+        let response = client.lookup_accounts(chunk.to_vec(), pb::ReadConsistency::Linearizable).await.expect("lookup");
+        assert!(response.not_found.is_empty(), "missing accounts {:?}", response.not_found);
+        for a in response.accounts {
+            out.insert(a.id.clone(), [a.debits_posted, a.debits_pending, a.credits_posted, a.credits_pending]);
+        }
+    }
+    out
+}
+
+/// Reads every node's journal and balances and runs the chaos checker's invariants over them,
+/// panicking with every failed verdict.
+pub async fn must_pass_invariants(
+    test: &TestCluster,
+    active: &[NodeKey],
+    standbys: &[NodeKey],
+    accounts: &[String],
+    history: &ledger_chaos::workload::History,
+) -> Vec<ledger_chaos::invariants::Verdict> {
+    use ledger_chaos::invariants;
+    let mut active_views = Vec::new();
+    for key in active {
+        active_views
+            .push(invariants::collect(&key.0, &test.node_client(key), accounts).await.expect("collect node view"));
+    }
+    let mut standby_views = Vec::new();
+    for key in standbys {
+        standby_views
+            .push(invariants::collect(&key.0, &test.node_client(key), accounts).await.expect("collect node view"));
+    }
+    let reconciled = Default::default();
+    let input =
+        invariants::CheckInput { active: &active_views, standbys: &standby_views, history, reconciled: &reconciled };
+    let verdicts = invariants::check_all(&input);
+    let failed: Vec<_> = verdicts.iter().filter(|v| !v.passed).collect();
+    assert!(failed.is_empty(), "invariants failed: {failed:#?}");
+    verdicts
+}
+
+impl TestCluster {
+    /// Starts only the first `n` nodes of the (single) site and forms the group with them.
+    pub async fn start_partial(node_bin: &str, spec: Spec, n: usize) -> TestCluster {
+        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let dir = tempfile::Builder::new().prefix("ledger-test-").tempdir().expect("temp dir");
+        let topology = topology(&spec.sites);
+        let tweak = spec.tweak;
+        let cluster = LocalCluster::new(dir.path(), topology, NodeLauncher::program(node_bin))
+            .expect("prepare cluster")
+            .with_hook(Box::new(move |key, config| {
+                test_defaults(config);
+                if let Some(tweak) = &tweak {
+                    tweak(key, config);
+                }
+            }));
+        let mut test = TestCluster { cluster, dir: Some(dir), _serial: serial };
+        let site = test.cluster.topology.sites[0].name.clone();
+        let keys: Vec<NodeKey> = test.cluster.site_keys(&site).into_iter().take(n).collect();
+        for key in &keys {
+            test.cluster.start(key).expect("start node");
+        }
+        test.cluster.wait_serving(&keys, DEADLINE).await.expect("nodes serve");
+        let ids: Vec<u64> = keys.iter().map(|k| k.1).collect();
+        test.cluster.bootstrap_site(&site, &ids).await.expect("bootstrap");
+        test.cluster.wait_ready(DEADLINE).await.expect("site ready");
+        test
+    }
+}

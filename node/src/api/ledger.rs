@@ -125,6 +125,10 @@ impl LedgerService {
 
     async fn propose(&self, caller: &Caller, command: Command) -> Result<CommandResult, ApiError> {
         let envelope = Envelope { caller: caller.name.clone(), command };
+        // Refuse what the ledger would refuse anyway (size, caller) before spending an entry.
+        if let Some(refusal) = ledger::check_envelope(&envelope) {
+            return Err(ApiError::Refused(refusal));
+        }
         let result = self.replica.write(envelope).await?;
         if let Outcome::Refused(refusal) = &result.outcome {
             return Err(ApiError::Refused(refusal.clone()));

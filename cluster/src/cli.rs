@@ -1,0 +1,208 @@
+//! The `ledger-cluster` command line (the `ledger-cluster` binary calls [`main`]): start a
+//! local cluster, show its status, operate it. Also runs a node (`ledger-cluster node`), so
+//! that `up` needs no other binary.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use std::time::Instant;
+
+use crate::launcher::LocalCluster;
+use crate::process::NodeLauncher;
+use crate::status;
+use crate::topology::Topology;
+use anyhow::Context;
+use clap::Parser;
+use clap::Subcommand;
+use ledger_client::ClientConfig;
+use ledger_client::LedgerClient;
+use ledger_client::proto as pb;
+
+#[derive(Parser, Debug)]
+#[command(name = "ledger-cluster", version, about = "Run and operate ledger clusters")]
+struct Cli {
+    /// Topology file (default: the embedded local topology, primary + DR on loopback).
+    #[arg(long, global = true)]
+    topology: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start every node of the topology on this machine, form the sites, and run until
+    /// Ctrl-C or SIGTERM, then stop every node.
+    Up {
+        /// Folder for data, logs, configurations and keys (reused if it exists).
+        #[arg(long, default_value = "ledger-data")]
+        data: PathBuf,
+    },
+    /// Status of every node of every site.
+    Status,
+    /// Add a node to a site (learner, then voter).
+    AddNode {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        id: u64,
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        client_addr: String,
+        #[arg(long)]
+        peer_addr: String,
+        #[arg(long)]
+        learner_only: bool,
+    },
+    /// Remove a node from a site.
+    RemoveNode {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        id: u64,
+    },
+    /// Move a site's leadership to another voter.
+    TransferLeader {
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        to: u64,
+    },
+    /// Run one node (used by `up`; same flags as `ledger-node`).
+    #[command(hide = true)]
+    Node(ledger_node::cli::NodeArgs),
+}
+
+fn topology(cli: &Cli) -> anyhow::Result<Topology> {
+    Ok(match &cli.topology {
+        Some(path) => Topology::load(path)?,
+        None => Topology::default_local(),
+    })
+}
+
+fn client_config(endpoints: Vec<String>) -> ClientConfig {
+    ClientConfig::insecure(endpoints)
+}
+
+/// The leader's client endpoint of `site` (membership operations must go to the leader).
+async fn leader_client(topology: &Topology, site: &str) -> anyhow::Result<LedgerClient> {
+    let spec = topology.site(site).with_context(|| format!("no site {site} in the topology"))?;
+    let any = LedgerClient::new(client_config(spec.endpoints()))?;
+    let status = any.status().await?;
+    anyhow::ensure!(!status.leader_client_addr.is_empty(), "site {site} has no leader right now");
+    Ok(LedgerClient::new(client_config(vec![status.leader_client_addr]))?)
+}
+
+async fn up(cli: &Cli, data: &std::path::Path) -> anyhow::Result<()> {
+    let topology = topology(cli)?;
+    let launcher = NodeLauncher::this_executable()?;
+    let mut cluster = LocalCluster::new(data, topology.clone(), launcher)?;
+    eprintln!("warning: plaintext gRPC (insecure mode)");
+    let started = Instant::now();
+    cluster.start_all()?;
+    let keys = cluster.keys();
+    let result: anyhow::Result<()> = async {
+        cluster.wait_serving(&keys, Duration::from_secs(30)).await?;
+        cluster.bootstrap().await?;
+        cluster.wait_ready(Duration::from_secs(30)).await?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("cluster did not come up: {e:#}; logs under {}", data.display());
+        cluster.stop_all();
+        return Err(e);
+    }
+    for site in &topology.sites {
+        println!("{} ({}): {}", site.name, site.role, site.endpoints().join(" "));
+    }
+    println!("data, configs and logs: {}", data.display());
+    println!("ready: {} nodes in {} ms; Ctrl-C or SIGTERM stops them all", keys.len(), started.elapsed().as_millis());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut watch = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = watch.tick() => {
+                for key in &keys {
+                    if cluster.pid(key).is_some() && !cluster.is_running(key) {
+                        eprintln!("node {}/{} exited; see {}", key.0, key.1, cluster.log_path(key).display());
+                        cluster.kill(key);
+                    }
+                }
+            }
+        }
+    }
+    eprintln!("stopping {} nodes ...", keys.len());
+    let unclean = cluster.stop_all();
+    if unclean.is_empty() {
+        eprintln!("all nodes stopped");
+    } else {
+        eprintln!("nodes killed after the grace period: {unclean:?}");
+    }
+    Ok(())
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Up { data } => up(&cli, data).await,
+        Command::Status => {
+            let topology = topology(&cli)?;
+            let status = status::gather(&topology, &client_config(Vec::new())).await;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status::render(&status));
+            }
+            Ok(())
+        }
+        Command::AddNode { site, id, zone, client_addr, peer_addr, learner_only } => {
+            let topology = topology(&cli)?;
+            let client = leader_client(&topology, site).await?;
+            let node = pb::Member {
+                node_id: *id,
+                zone: zone.clone(),
+                client_addr: client_addr.clone(),
+                peer_addr: peer_addr.clone(),
+                voter: !learner_only,
+                matched_index: 0,
+            };
+            let response = client
+                .add_node(pb::AddNodeRequest { node: Some(node), learner_only: *learner_only, catch_up_timeout_ms: 0 })
+                .await?;
+            println!("added node {id} to {site} in {} ms", response.elapsed_ms);
+            Ok(())
+        }
+        Command::RemoveNode { site, id } => {
+            let topology = topology(&cli)?;
+            let response = leader_client(&topology, site).await?.remove_node(*id).await?;
+            println!("removed node {id} from {site} in {} ms", response.elapsed_ms);
+            Ok(())
+        }
+        Command::TransferLeader { site, to } => {
+            let topology = topology(&cli)?;
+            let response = leader_client(&topology, site).await?.transfer_leader(*to).await?;
+            println!("leader of {site} is now node {} ({} ms)", response.new_leader_id, response.elapsed_ms);
+            Ok(())
+        }
+        Command::Node(_) => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// Runs the `ledger-cluster` CLI with the process arguments.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Node(args) = cli.command {
+        return ledger_node::cli::run_node(args);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli))
+}
