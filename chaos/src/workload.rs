@@ -184,7 +184,7 @@ async fn run_client(
                 let debit = rng.below(accounts.len() as u64) as usize;
                 let credit = (debit + 1 + rng.below(accounts.len() as u64 - 1) as usize) % accounts.len();
                 let cents = 1 + rng.below(2_000);
-                let pending = config.pending_every > 0 && n % config.pending_every == 0;
+                let pending = config.pending_every > 0 && n.is_multiple_of(config.pending_every);
                 pb::NewTransfer {
                     id,
                     debit_account_id: accounts[debit].clone(),

@@ -51,7 +51,7 @@ pub struct SiteShape {
 pub struct Spec {
     pub sites: Vec<SiteShape>,
     /// Adjusts each node's configuration after the test defaults.
-    pub tweak: Option<Box<dyn Fn(&NodeKey, &mut NodeConfig) + Send + Sync>>,
+    pub tweak: Option<ledger_cluster::launcher::ConfigHook>,
 }
 
 impl Spec {
