@@ -69,11 +69,13 @@ impl Rng {
     }
 }
 
-fn percentile(sorted_us: &[u64], p: f64) -> f64 {
+/// Nearest-rank percentile, `per_mille` in thousandths (990 = p99), in integers so that p99.9
+/// of 1000 samples is the 999th, not a float rounding away.
+fn percentile(sorted_us: &[u64], per_mille: usize) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }
-    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil() as usize;
+    let rank = (per_mille * sorted_us.len()).div_ceil(1000);
     sorted_us[rank.clamp(1, sorted_us.len()) - 1] as f64 / 1000.0
 }
 
@@ -181,10 +183,10 @@ pub async fn run(client: &LedgerClient, config: &BenchConfig) -> BenchReport {
         transfers_per_s: ok as f64 / elapsed,
         requests_per_s: requests as f64 / elapsed,
         latency: Latency {
-            p50_ms: percentile(&latencies, 50.0),
-            p90_ms: percentile(&latencies, 90.0),
-            p99_ms: percentile(&latencies, 99.0),
-            p999_ms: percentile(&latencies, 99.9),
+            p50_ms: percentile(&latencies, 500),
+            p90_ms: percentile(&latencies, 900),
+            p99_ms: percentile(&latencies, 990),
+            p999_ms: percentile(&latencies, 999),
             max_ms: latencies.last().map_or(0.0, |us| *us as f64 / 1000.0),
             mean_ms,
         },
@@ -199,10 +201,11 @@ mod tests {
     #[test]
     fn percentiles_use_nearest_rank() {
         let v: Vec<u64> = (1..=1000).map(|i| i * 1000).collect();
-        assert_eq!(percentile(&v, 50.0), 500.0);
-        assert_eq!(percentile(&v, 99.0), 990.0);
-        assert_eq!(percentile(&v, 99.9), 999.0);
-        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&v, 500), 500.0);
+        assert_eq!(percentile(&v, 990), 990.0);
+        assert_eq!(percentile(&v, 999), 999.0);
+        assert_eq!(percentile(&v, 1000), 1000.0);
+        assert_eq!(percentile(&[], 500), 0.0);
         let mut rng = Rng(7);
         assert!((0..1000).all(|_| rng.below(10) < 10));
     }

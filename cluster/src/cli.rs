@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
 
+use crate::certs::CertsDir;
 use crate::launcher::LocalCluster;
+use crate::launcher::Security;
 use crate::process::NodeLauncher;
 use crate::status;
 use crate::topology::Topology;
@@ -26,6 +28,22 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// The `up` data folder, where the development certificates are (`<data>/certs`).
+    #[arg(long, global = true, default_value = "ledger-data")]
+    data: PathBuf,
+    /// Which client certificate of `<data>/certs/clients` to present.
+    #[arg(long = "as", global = true, default_value = "operator-1")]
+    identity: String,
+    /// CA, certificate and key to present instead of `--data`/`--as`.
+    #[arg(long, env = "LEDGER_CA", global = true)]
+    ca: Option<PathBuf>,
+    #[arg(long, env = "LEDGER_CERT", global = true)]
+    cert: Option<PathBuf>,
+    #[arg(long, env = "LEDGER_KEY", global = true)]
+    key: Option<PathBuf>,
+    /// Plaintext, no client certificate (clusters started with `up --insecure`).
+    #[arg(long, global = true)]
+    insecure: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,10 +52,11 @@ struct Cli {
 enum Command {
     /// Start every node of the topology on this machine, form the sites, and run until
     /// Ctrl-C or SIGTERM, then stop every node.
-    Up {
-        /// Folder for data, logs, configurations and keys (reused if it exists).
-        #[arg(long, default_value = "ledger-data")]
-        data: PathBuf,
+    Up,
+    /// Make a development CA, node certificates and one client certificate per role.
+    Certs {
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Status of every node of every site.
     Status,
@@ -82,24 +101,43 @@ fn topology(cli: &Cli) -> anyhow::Result<Topology> {
     })
 }
 
-fn client_config(endpoints: Vec<String>) -> ClientConfig {
-    ClientConfig::insecure(endpoints)
+/// The client configuration the CLI flags describe.
+fn client_config(cli: &Cli, endpoints: Vec<String>) -> anyhow::Result<ClientConfig> {
+    let mut config = ClientConfig::insecure(endpoints);
+    if cli.insecure {
+        return Ok(config);
+    }
+    let (ca, cert, key) = match (&cli.ca, &cli.cert, &cli.key) {
+        (Some(ca), Some(cert), Some(key)) => (ca.clone(), cert.clone(), key.clone()),
+        (None, None, None) => {
+            let files = CertsDir::new(cli.data.join("certs")).client(&cli.identity);
+            (files.ca, files.cert, files.key)
+        }
+        _ => anyhow::bail!("--ca, --cert and --key go together"),
+    };
+    config.tls = Some(ledger_client::tls::client_tls(&ca, &cert, &key).with_context(|| {
+        format!("no client certificate (pass --insecure for a plaintext cluster, or --data/--as/--ca/--cert/--key)")
+    })?);
+    Ok(config)
 }
 
 /// The leader's client endpoint of `site` (membership operations must go to the leader).
-async fn leader_client(topology: &Topology, site: &str) -> anyhow::Result<LedgerClient> {
+async fn leader_client(cli: &Cli, topology: &Topology, site: &str) -> anyhow::Result<LedgerClient> {
     let spec = topology.site(site).with_context(|| format!("no site {site} in the topology"))?;
-    let any = LedgerClient::new(client_config(spec.endpoints()))?;
+    let any = LedgerClient::new(client_config(cli, spec.endpoints())?)?;
     let status = any.status().await?;
     anyhow::ensure!(!status.leader_client_addr.is_empty(), "site {site} has no leader right now");
-    Ok(LedgerClient::new(client_config(vec![status.leader_client_addr]))?)
+    Ok(LedgerClient::new(client_config(cli, vec![status.leader_client_addr])?)?)
 }
 
-async fn up(cli: &Cli, data: &std::path::Path) -> anyhow::Result<()> {
+async fn up(cli: &Cli, data: &std::path::Path, insecure: bool) -> anyhow::Result<()> {
     let topology = topology(cli)?;
     let launcher = NodeLauncher::this_executable()?;
-    let mut cluster = LocalCluster::new(data, topology.clone(), launcher)?;
-    eprintln!("warning: plaintext gRPC (insecure mode)");
+    let security = if insecure { Security::Insecure } else { Security::Tls };
+    let mut cluster = LocalCluster::new(data, topology.clone(), launcher, security)?;
+    if insecure {
+        eprintln!("WARNING: --insecure: plaintext gRPC, no client authentication, every caller is admin");
+    }
     let started = Instant::now();
     cluster.start_all()?;
     let keys = cluster.keys();
@@ -119,6 +157,16 @@ async fn up(cli: &Cli, data: &std::path::Path) -> anyhow::Result<()> {
         println!("{} ({}): {}", site.name, site.role, site.endpoints().join(" "));
     }
     println!("data, configs and logs: {}", data.display());
+    if let Some(certs) = &cluster.certs {
+        let writer = certs.client("writer");
+        println!(
+            "client certificates: {}/clients (one per role); e.g.\n  export LEDGER_CA={} LEDGER_CERT={} LEDGER_KEY={}",
+            certs.dir.display(),
+            writer.ca.display(),
+            writer.cert.display(),
+            writer.key.display()
+        );
+    }
     println!("ready: {} nodes in {} ms; Ctrl-C or SIGTERM stops them all", keys.len(), started.elapsed().as_millis());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut watch = tokio::time::interval(Duration::from_secs(1));
@@ -148,10 +196,25 @@ async fn up(cli: &Cli, data: &std::path::Path) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Up { data } => up(&cli, data).await,
+        Command::Up => up(&cli, &cli.data, cli.insecure).await,
+        Command::Certs { out } => {
+            let topology = topology(&cli)?;
+            let certs = CertsDir::new(out);
+            let nodes: Vec<(String, u64)> =
+                topology.sites.iter().flat_map(|s| s.nodes.iter().map(|n| (s.name.clone(), n.id))).collect();
+            certs.ensure_all(&nodes)?;
+            println!("CA: {}", certs.ca_path().display());
+            for (site, id) in &nodes {
+                println!("node {site}/{id}: {}", certs.node(site, *id).cert.display());
+            }
+            for (name, role) in crate::certs::CLIENT_IDENTITIES {
+                println!("client {name} (role {role}): {}", certs.client(name).cert.display());
+            }
+            Ok(())
+        }
         Command::Status => {
             let topology = topology(&cli)?;
-            let status = status::gather(&topology, &client_config(Vec::new())).await;
+            let status = status::gather(&topology, &client_config(&cli, Vec::new())?).await;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -161,7 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::AddNode { site, id, zone, client_addr, peer_addr, learner_only } => {
             let topology = topology(&cli)?;
-            let client = leader_client(&topology, site).await?;
+            let client = leader_client(&cli, &topology, site).await?;
             let node = pb::Member {
                 node_id: *id,
                 zone: zone.clone(),
@@ -178,13 +241,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::RemoveNode { site, id } => {
             let topology = topology(&cli)?;
-            let response = leader_client(&topology, site).await?.remove_node(*id).await?;
+            let response = leader_client(&cli, &topology, site).await?.remove_node(*id).await?;
             println!("removed node {id} from {site} in {} ms", response.elapsed_ms);
             Ok(())
         }
         Command::TransferLeader { site, to } => {
             let topology = topology(&cli)?;
-            let response = leader_client(&topology, site).await?.transfer_leader(*to).await?;
+            let response = leader_client(&cli, &topology, site).await?.transfer_leader(*to).await?;
             println!("leader of {site} is now node {} ({} ms)", response.new_leader_id, response.elapsed_ms);
             Ok(())
         }

@@ -16,8 +16,10 @@ use ledger_client::proto as pb;
 use ledger_node::config::Limits;
 use ledger_node::config::NodeConfig;
 use ledger_node::config::RaftTiming;
+use ledger_node::config::TlsFiles;
 use ledger_node::security::pii::DataKeys;
 
+use crate::certs::CertsDir;
 use crate::process::NodeLauncher;
 use crate::process::NodeProcess;
 use crate::process::ProcessError;
@@ -54,18 +56,36 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ClusterError + '_ {
 /// Adjusts every generated node configuration (timings for tests, routes for fault proxies).
 pub type ConfigHook = Box<dyn Fn(&NodeKey, &mut NodeConfig) + Send + Sync>;
 
+/// Transport security of a local cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Security {
+    /// Mutual TLS 1.3 with development certificates under `<root>/certs`.
+    Tls,
+    /// Plaintext, every caller admin. Development only.
+    Insecure,
+}
+
 pub struct LocalCluster {
     pub root: PathBuf,
     pub topology: Topology,
     launcher: NodeLauncher,
     procs: BTreeMap<NodeKey, NodeProcess>,
     hook: Option<ConfigHook>,
-    pub insecure: bool,
+    /// `None` when insecure.
+    pub certs: Option<CertsDir>,
+    /// The client identity this handle's clients present (a name under `certs/clients`).
+    pub identity: String,
 }
 
 impl LocalCluster {
-    /// Prepares `root` (creating it and the data keys if needed). Starts nothing.
-    pub fn new(root: &Path, topology: Topology, launcher: NodeLauncher) -> Result<LocalCluster, ClusterError> {
+    /// Prepares `root` (creating it, the data keys and, with TLS, the certificates if needed).
+    /// Starts nothing.
+    pub fn new(
+        root: &Path,
+        topology: Topology,
+        launcher: NodeLauncher,
+        security: Security,
+    ) -> Result<LocalCluster, ClusterError> {
         std::fs::create_dir_all(root).map_err(io_err(root))?;
         let keys_dir = root.join("keys");
         std::fs::create_dir_all(&keys_dir).map_err(io_err(&keys_dir))?;
@@ -73,14 +93,42 @@ impl LocalCluster {
         if !key_file.exists() {
             DataKeys::generate_file(&key_file).map_err(io_err(&key_file))?;
         }
+        let certs = match security {
+            Security::Insecure => None,
+            Security::Tls => {
+                let certs = CertsDir::new(root.join("certs"));
+                let nodes: Vec<NodeKey> =
+                    topology.sites.iter().flat_map(|s| s.nodes.iter().map(|n| (s.name.clone(), n.id))).collect();
+                certs.ensure_all(&nodes).map_err(|e| ClusterError::Other(e.to_string()))?;
+                Some(certs)
+            }
+        };
         Ok(LocalCluster {
             root: root.to_path_buf(),
             topology,
             launcher,
             procs: BTreeMap::new(),
             hook: None,
-            insecure: true,
+            certs,
+            identity: "admin".into(),
         })
+    }
+
+    /// The same cluster seen by another client identity (e.g. `writer`, `operator-1`).
+    pub fn client_config_as(&self, identity: &str, endpoints: Vec<String>) -> Result<ClientConfig, ClusterError> {
+        let mut config = ClientConfig::insecure(endpoints);
+        if let Some(certs) = &self.certs {
+            let files = certs.client(identity);
+            config.tls = Some(
+                ledger_client::tls::client_tls(&files.ca, &files.cert, &files.key)
+                    .map_err(|e| ClusterError::Other(e.to_string()))?,
+            );
+        }
+        Ok(config)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.certs.is_some()
     }
 
     pub fn with_hook(mut self, hook: ConfigHook) -> LocalCluster {
@@ -131,8 +179,11 @@ impl LocalCluster {
             metrics_addr: node.metrics_addr.clone(),
             data_dir: self.data_dir(key),
             data_key_file: self.data_key_file(),
-            insecure: self.insecure,
-            tls: None,
+            insecure: self.certs.is_none(),
+            tls: self.certs.as_ref().map(|certs| {
+                let files = certs.node(&site.name, node.id);
+                TlsFiles { ca: files.ca, cert: files.cert, key: files.key }
+            }),
             raft: RaftTiming::default(),
             limits: Limits::default(),
             routes: BTreeMap::new(),
@@ -226,7 +277,7 @@ impl LocalCluster {
     }
 
     fn client_config(&self, endpoints: Vec<String>) -> ClientConfig {
-        ClientConfig::insecure(endpoints)
+        self.client_config_as(&self.identity, endpoints).expect("client certificates exist for the identity")
     }
 
     /// A client of every node of `site`.

@@ -1,6 +1,7 @@
 //! Running the ledger: the topology file, a local launcher of node processes, the status
 //! table, and the operator commands (membership, DR). `ledger-cluster` is its binary.
 
+pub mod certs;
 pub mod cli;
 pub mod launcher;
 pub mod process;

@@ -36,6 +36,8 @@ use crate::raft::replica::now_ms;
 use crate::raft::types::Member;
 use crate::raft::types::Raft;
 use crate::security::pii::DataKeys;
+use crate::security::tls;
+use crate::security::tls::TlsMaterial;
 use crate::store;
 use crate::transport::Transport;
 
@@ -57,6 +59,8 @@ pub enum NodeError {
     Store(#[from] store::StoreError),
     #[error("data keys: {0}")]
     Keys(#[from] crate::security::pii::PiiError),
+    #[error("tls: {0}")]
+    Tls(#[from] crate::security::tls::TlsError),
     #[error("raft configuration: {0}")]
     RaftConfig(String),
     #[error("raft: {0}")]
@@ -76,8 +80,17 @@ pub async fn run(
     let committed_index = log_store.committed_index();
     let reader = state_machine.reader();
     let keys = Arc::new(DataKeys::load(&config.data_key_file)?);
-    let transport = Transport::plaintext();
-    let auth = Auth::Insecure;
+    let tls = match &config.tls {
+        Some(files) => {
+            let material = TlsMaterial::load(files)?;
+            Some((material.server_config()?, material.client_config()))
+        }
+        None => None,
+    };
+    let (transport, auth) = match &tls {
+        Some((_, client)) => (Transport::tls(client.clone()), Auth::Tls),
+        None => (Transport::plaintext(), Auth::Insecure),
+    };
     let peers = PeerClients::new(
         config.cluster.clone(),
         config.node_id,
@@ -136,7 +149,7 @@ pub async fn run(
     let cluster_service =
         ClusterService { replica: replica.clone(), auth: auth.clone(), site: config.site.clone(), version: VERSION };
     let audit_service = AuditService { replica: replica.clone(), auth: auth.clone() };
-    let client_server = Server::builder()
+    let client_router = Server::builder()
         .max_concurrent_streams(config.limits.grpc_concurrent_streams_max)
         .add_service(health_service)
         .add_service(reflection)
@@ -154,18 +167,29 @@ pub async fn run(
             AuditServer::new(audit_service)
                 .max_decoding_message_size(message_max)
                 .max_encoding_message_size(message_max),
-        )
-        .serve_with_incoming_shutdown(incoming(listeners.client), stopped(stop_rx.clone()));
-    let peer_service = PeerService { replica: replica.clone(), cluster: config.cluster.clone() };
-    let peer_server = Server::builder()
-        .add_service(
-            RaftPeerServer::new(peer_service)
-                .max_decoding_message_size(message_max)
-                .max_encoding_message_size(message_max),
-        )
-        .serve_with_incoming_shutdown(incoming(listeners.peer), stopped(stop_rx.clone()));
-    let client_task = tokio::spawn(client_server);
-    let peer_task = tokio::spawn(peer_server);
+        );
+    let peer_service = PeerService { replica: replica.clone(), cluster: config.cluster.clone(), auth: auth.clone() };
+    let peer_router = Server::builder().add_service(
+        RaftPeerServer::new(peer_service).max_decoding_message_size(message_max).max_encoding_message_size(message_max),
+    );
+    let (client_task, peer_task) = match &tls {
+        Some((server_config, _)) => (
+            tokio::spawn(client_router.serve_with_incoming_shutdown(
+                tls::incoming(listeners.client, server_config.clone()),
+                stopped(stop_rx.clone()),
+            )),
+            tokio::spawn(peer_router.serve_with_incoming_shutdown(
+                tls::incoming(listeners.peer, server_config.clone()),
+                stopped(stop_rx.clone()),
+            )),
+        ),
+        None => (
+            tokio::spawn(
+                client_router.serve_with_incoming_shutdown(incoming(listeners.client), stopped(stop_rx.clone())),
+            ),
+            tokio::spawn(peer_router.serve_with_incoming_shutdown(incoming(listeners.peer), stopped(stop_rx.clone()))),
+        ),
+    };
     let metrics_task = match (listeners.metrics, metrics_handle) {
         (Some(listener), Some(handle)) => {
             Some(tokio::spawn(crate::metrics::serve(listener, handle, stopped(stop_rx.clone()))))

@@ -17,6 +17,7 @@ use ledger_client::LedgerClient;
 use ledger_client::proto as pb;
 use ledger_cluster::launcher::LocalCluster;
 use ledger_cluster::launcher::NodeKey;
+use ledger_cluster::launcher::Security;
 use ledger_cluster::process::NodeLauncher;
 use ledger_cluster::topology::NodeSpec;
 use ledger_cluster::topology::SiteSpec;
@@ -123,7 +124,7 @@ impl TestCluster {
         let dir = tempfile::Builder::new().prefix("ledger-test-").tempdir().expect("temp dir");
         let topology = topology(&spec.sites);
         let tweak = spec.tweak;
-        let cluster = LocalCluster::new(dir.path(), topology, NodeLauncher::program(node_bin))
+        let cluster = LocalCluster::new(dir.path(), topology, NodeLauncher::program(node_bin), Security::Tls)
             .expect("prepare cluster")
             .with_hook(Box::new(move |key, config| {
                 test_defaults(config);
@@ -325,7 +326,7 @@ impl TestCluster {
         let dir = tempfile::Builder::new().prefix("ledger-test-").tempdir().expect("temp dir");
         let topology = topology(&spec.sites);
         let tweak = spec.tweak;
-        let cluster = LocalCluster::new(dir.path(), topology, NodeLauncher::program(node_bin))
+        let cluster = LocalCluster::new(dir.path(), topology, NodeLauncher::program(node_bin), Security::Tls)
             .expect("prepare cluster")
             .with_hook(Box::new(move |key, config| {
                 test_defaults(config);

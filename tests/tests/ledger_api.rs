@@ -348,7 +348,10 @@ async fn history_journal_status_health_metrics() {
 
     // gRPC health.
     let spec = test.cluster.topology.site("primary").unwrap().node(leader.1).unwrap().clone();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", spec.client_addr))
+    let tls = test.cluster.client_config_as("reader", vec![]).unwrap().tls.expect("the test cluster runs TLS");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", spec.client_addr))
+        .unwrap()
+        .tls_config(tls)
         .unwrap()
         .connect()
         .await

@@ -18,6 +18,7 @@ use tonic::Request;
 use tonic::Response;
 use tonic::Status;
 
+use crate::api::auth::Auth;
 use crate::raft::replica::Replica;
 use crate::raft::types::NodeId;
 use crate::raft::types::TypeConfig;
@@ -25,10 +26,12 @@ use crate::raft::types::TypeConfig;
 pub struct PeerService {
     pub replica: Arc<Replica>,
     pub cluster: String,
+    pub auth: Auth,
 }
 
 impl PeerService {
     fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<(NodeId, T), Status> {
+        self.auth.require_node(&request)?;
         let request = request.into_inner();
         if request.cluster != self.cluster {
             return Err(Status::failed_precondition(format!(
