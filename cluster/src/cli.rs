@@ -115,9 +115,9 @@ fn client_config(cli: &Cli, endpoints: Vec<String>) -> anyhow::Result<ClientConf
         }
         _ => anyhow::bail!("--ca, --cert and --key go together"),
     };
-    config.tls = Some(ledger_client::tls::client_tls(&ca, &cert, &key).with_context(|| {
-        format!("no client certificate (pass --insecure for a plaintext cluster, or --data/--as/--ca/--cert/--key)")
-    })?);
+    config.tls = Some(ledger_client::tls::client_tls(&ca, &cert, &key).context(
+        "no client certificate (pass --insecure for a plaintext cluster, or --data/--as/--ca/--cert/--key)",
+    )?);
     Ok(config)
 }
 
