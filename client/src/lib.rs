@@ -439,6 +439,29 @@ impl LedgerClient {
         .await
     }
 
+    /// A site operation on the site of these endpoints (any node forwards it to the leader).
+    /// Retried only when the node says it did not run it (no leader yet, ...).
+    pub async fn site_operation(
+        &self,
+        request: pb::SiteOperationRequest,
+    ) -> Result<pb::SiteOperationResponse, ClientError> {
+        self.call(false, |channel, timeout| {
+            let mut req = tonic::Request::new(request.clone());
+            req.set_timeout(timeout);
+            async move { ClusterClient::new(channel).site_operation(req).await }
+        })
+        .await
+    }
+
+    pub async fn read_site_log(&self, from_seq: u64, limit: u32) -> Result<pb::ReadSiteLogResponse, ClientError> {
+        self.call(true, |channel, timeout| {
+            let mut req = tonic::Request::new(pb::ReadSiteLogRequest { from_seq, limit });
+            req.set_timeout(timeout);
+            async move { AuditClient::new(channel).read_site_log(req).await }
+        })
+        .await
+    }
+
     pub async fn journal_head(&self) -> Result<pb::JournalHead, ClientError> {
         self.call(true, |channel, timeout| {
             let mut req = tonic::Request::new(pb::GetJournalHeadRequest {});

@@ -7,6 +7,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use crate::certs::CertsDir;
+use crate::dr;
 use crate::launcher::LocalCluster;
 use crate::launcher::Security;
 use crate::process::NodeLauncher;
@@ -89,9 +90,199 @@ enum Command {
         #[arg(long)]
         to: u64,
     },
+    /// Disaster recovery: approvals, switchover, failover, failback.
+    #[command(subcommand)]
+    Dr(DrCmd),
+    /// This site's own log of site operations and admin events.
+    SiteLog {
+        #[arg(long)]
+        site: String,
+    },
     /// Run one node (used by `up`; same flags as `ledger-node`).
     #[command(hide = true)]
     Node(ledger_node::cli::NodeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum DrCmd {
+    /// Stop the active site taking writes (what a switchover does first).
+    Fence {
+        #[arg(long)]
+        site: String,
+    },
+    /// Let a fenced active site take writes again (abort a switchover).
+    Unfence {
+        #[arg(long)]
+        site: String,
+    },
+    /// Approve a request id for an action, as the operator of `--as` (dual control: two
+    /// different operators must approve before the operation runs).
+    Approve {
+        #[arg(long)]
+        request_id: String,
+        /// switchover, promote, failback or rotate_key.
+        #[arg(long)]
+        action: String,
+        /// Sites to record the approval on (default: every site of the topology).
+        #[arg(long, value_delimiter = ',')]
+        sites: Vec<String>,
+    },
+    /// Planned switchover, zero loss: fence the active site, wait until the standby holds
+    /// every record, promote it, make the old active site its standby.
+    Switchover {
+        /// Default: the site that is active now.
+        #[arg(long)]
+        from: Option<String>,
+        /// Default: the standby of `from`.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long)]
+        request_id: String,
+    },
+    /// The active site is lost: promote the standby with what it has and print the RPO point.
+    Promote {
+        /// Required: this skips the old active site's consent.
+        #[arg(long)]
+        force: bool,
+        /// Default: the standby site.
+        #[arg(long)]
+        site: Option<String>,
+        #[arg(long)]
+        request_id: String,
+    },
+    /// The old active site is back: fence it, export its records past the branch point as a
+    /// reconciliation report (JSON and CSV), resync it as a standby of the active site.
+    Failback {
+        /// The site that lost the failover.
+        #[arg(long)]
+        old: String,
+        /// Default: the site that is active now.
+        #[arg(long)]
+        active: Option<String>,
+        #[arg(long)]
+        request_id: String,
+        /// Folder for reconciliation.json and reconciliation.csv.
+        #[arg(long)]
+        report_dir: PathBuf,
+    },
+}
+
+/// The site whose nodes report `role` (live, not from the topology file).
+async fn site_with_role(sites: &dr::Sites, role: &str) -> anyhow::Result<String> {
+    for site in &sites.topology.sites {
+        if let Ok(status) = sites.status(&site.name).await
+            && status.site.as_ref().is_some_and(|s| s.role == role)
+        {
+            return Ok(site.name.clone());
+        }
+    }
+    anyhow::bail!("no reachable site is {role}")
+}
+
+fn print_report<T: serde::Serialize>(cli: &Cli, report: &T, text: String) -> anyhow::Result<()> {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!("{text}");
+    }
+    Ok(())
+}
+
+fn steps_text(steps: &[dr::Step]) -> String {
+    steps.iter().map(|s| format!("  {:<10} {:>7} ms  {}", s.step, s.ms, s.detail)).collect::<Vec<_>>().join("\n")
+}
+
+async fn run_dr(cli: &Cli, cmd: &DrCmd) -> anyhow::Result<()> {
+    let topology = topology(cli)?;
+    let sites = dr::Sites {
+        topology: topology.clone(),
+        config: client_config(cli, Vec::new())?,
+        timeout: Duration::from_secs(120),
+    };
+    match cmd {
+        DrCmd::Fence { site } | DrCmd::Unfence { site } => {
+            let kind = if matches!(cmd, DrCmd::Fence { .. }) {
+                pb::SiteOperationKind::Fence
+            } else {
+                pb::SiteOperationKind::Unfence
+            };
+            let response =
+                sites.operate(site, pb::SiteOperationRequest { kind: kind as i32, ..Default::default() }).await?;
+            let info = response.site.unwrap_or_default();
+            println!(
+                "{site}: {} {}at epoch {} ({} ms)",
+                info.role,
+                if info.fenced { "fenced " } else { "" },
+                info.epoch,
+                response.elapsed_ms
+            );
+        }
+        DrCmd::Approve { request_id, action, sites: names } => {
+            let names =
+                if names.is_empty() { topology.sites.iter().map(|s| s.name.clone()).collect() } else { names.clone() };
+            let recorded = dr::approve(&sites, &names, request_id, action).await?;
+            println!("{} approved {request_id} for {action} on {}", cli.identity, recorded.join(", "));
+        }
+        DrCmd::Switchover { from, to, request_id } => {
+            let from = match from {
+                Some(from) => from.clone(),
+                None => site_with_role(&sites, "active").await?,
+            };
+            let to = match to {
+                Some(to) => to.clone(),
+                None => site_with_role(&sites, "standby").await?,
+            };
+            let report = dr::switchover(&sites, &from, &to, request_id).await?;
+            let text = format!(
+                "switchover {from} -> {to} done in {} ms: {from} fenced at seq {}, {to} active at epoch {} from seq {}, no records lost\n{}",
+                report.total_ms,
+                report.fenced_at_seq,
+                report.new_epoch,
+                report.promoted_at_seq,
+                steps_text(&report.steps)
+            );
+            print_report(cli, &report, text)?;
+        }
+        DrCmd::Promote { force, site, request_id } => {
+            anyhow::ensure!(*force, "promote skips the active site's consent: pass --force (or use switchover)");
+            let site = match site {
+                Some(site) => site.clone(),
+                None => site_with_role(&sites, "standby").await?,
+            };
+            let report = dr::promote_force(&sites, &site, request_id).await?;
+            let text = format!(
+                "{site} promoted to active at epoch {} in {} ms\nRPO point: seq {} at ledger time {} ms (last lag seen: {} records, {} ms)",
+                report.new_epoch,
+                report.total_ms,
+                report.rpo_seq,
+                report.rpo_ledger_time_ms,
+                report.lag_records_last_seen,
+                report.lag_ms_last_seen
+            );
+            print_report(cli, &report, text)?;
+        }
+        DrCmd::Failback { old, active, request_id, report_dir } => {
+            let active = match active {
+                Some(active) => active.clone(),
+                None => site_with_role(&sites, "active").await?,
+            };
+            let report = dr::failback(&sites, old, &active, request_id, report_dir).await?;
+            let mut brief = report.clone();
+            brief.rows.clear();
+            let text = format!(
+                "failback of {old} under {active} done in {} ms: branch at seq {}, {} records ({} applied transfers) exported to {} and {}\n{}",
+                report.total_ms,
+                report.branch_seq,
+                report.lost_records,
+                report.lost_transfers_applied,
+                report.json_report,
+                report.csv_report,
+                steps_text(&report.steps)
+            );
+            print_report(cli, &brief, text)?;
+        }
+    }
+    Ok(())
 }
 
 fn topology(cli: &Cli) -> anyhow::Result<Topology> {
@@ -249,6 +440,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let topology = topology(&cli)?;
             let response = leader_client(&cli, &topology, site).await?.transfer_leader(*to).await?;
             println!("leader of {site} is now node {} ({} ms)", response.new_leader_id, response.elapsed_ms);
+            Ok(())
+        }
+        Command::Dr(cmd) => run_dr(&cli, cmd).await,
+        Command::SiteLog { site } => {
+            let topology = topology(&cli)?;
+            let spec = topology.site(site).with_context(|| format!("no site {site}"))?;
+            let client = LedgerClient::new(client_config(&cli, spec.endpoints())?)?;
+            let log = client.read_site_log(1, 1000).await?;
+            for e in &log.entries {
+                if cli.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"seq": e.seq, "ledger_time_ms": e.ledger_time_ms, "caller": e.caller, "event": e.event,
+                            "detail": e.detail, "journal_seq": e.journal_seq, "hash": hex::encode(&e.hash)})
+                    );
+                } else {
+                    println!(
+                        "{:>4} t={} {:<14} by {:<16} journal {:<6} {}",
+                        e.seq, e.ledger_time_ms, e.event, e.caller, e.journal_seq, e.detail
+                    );
+                }
+            }
             Ok(())
         }
         Command::Node(_) => unreachable!("handled before the runtime starts"),

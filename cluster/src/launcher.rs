@@ -13,6 +13,7 @@ use std::time::Instant;
 use ledger_client::ClientConfig;
 use ledger_client::LedgerClient;
 use ledger_client::proto as pb;
+use ledger_node::config::DrConfig;
 use ledger_node::config::Limits;
 use ledger_node::config::NodeConfig;
 use ledger_node::config::RaftTiming;
@@ -187,6 +188,16 @@ impl LocalCluster {
             raft: RaftTiming::default(),
             limits: Limits::default(),
             routes: BTreeMap::new(),
+            dr: DrConfig {
+                peer_sites: self
+                    .topology
+                    .sites
+                    .iter()
+                    .filter(|s| s.name != site.name)
+                    .flat_map(|s| s.endpoints())
+                    .collect(),
+                ..DrConfig::default()
+            },
         };
         if let Some(hook) = &self.hook {
             hook(key, &mut config);
@@ -363,8 +374,14 @@ impl LocalCluster {
             })
             .collect();
         let upstream = if site.role == "standby" { self.topology.active_site().endpoints() } else { Vec::new() };
-        let request =
-            pb::BootstrapRequest { site: site.name.clone(), role: site.role.clone(), epoch: 1, members, upstream };
+        let request = pb::BootstrapRequest {
+            site: site.name.clone(),
+            role: site.role.clone(),
+            epoch: 1,
+            members,
+            upstream,
+            dual_control: self.is_tls(),
+        };
         let response = self.node_client(&keys[0])?.bootstrap(request).await?;
         tracing::info!(site = %site.name, formed = response.formed, message = %response.message, "bootstrap");
         Ok(())

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod cli;
+pub mod dr;
 pub mod launcher;
 pub mod process;
 pub mod status;

@@ -32,6 +32,10 @@ pub struct NodeRow {
     pub watermark_seq: u64,
     pub watermark_time_ms: u64,
     pub halted: String,
+    pub dr_lag_records: u64,
+    pub dr_lag_ms: u64,
+    pub dr_lag_alarm: bool,
+    pub dr_throttled: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -44,6 +48,14 @@ pub struct SiteSummary {
     pub journal_hash: String,
     pub nodes_up: usize,
     pub nodes: usize,
+    /// The site's DR lag as its leader measured it: for a standby, behind its upstream; for
+    /// the active site, the standby furthest behind.
+    pub dr_lag_records: u64,
+    pub dr_lag_ms: u64,
+    pub dr_lag_alarm: bool,
+    pub dr_throttled: bool,
+    /// Set on a standby whose shipping halted.
+    pub halted: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -79,6 +91,7 @@ pub async fn gather(topology: &Topology, config: &ClientConfig) -> ClusterStatus
         .map(|site| {
             let rows: Vec<&NodeRow> = nodes.iter().filter(|r| r.site == site.name && r.reachable).collect();
             let best = rows.iter().max_by_key(|r| (r.journal_seq, r.raft_role == "leader"));
+            let leader = rows.iter().find(|r| r.raft_role == "leader").copied();
             SiteSummary {
                 site: site.name.clone(),
                 role: best.map_or("unreachable".into(), |r| r.site_role.clone()),
@@ -88,6 +101,11 @@ pub async fn gather(topology: &Topology, config: &ClientConfig) -> ClusterStatus
                 journal_hash: best.map_or(String::new(), |r| r.journal_hash.clone()),
                 nodes_up: rows.len(),
                 nodes: site.nodes.len(),
+                dr_lag_records: leader.map_or(0, |r| r.dr_lag_records),
+                dr_lag_ms: leader.map_or(0, |r| r.dr_lag_ms),
+                dr_lag_alarm: leader.is_some_and(|r| r.dr_lag_alarm),
+                dr_throttled: leader.is_some_and(|r| r.dr_throttled),
+                halted: best.map_or(String::new(), |r| r.halted.clone()),
             }
         })
         .collect();
@@ -117,6 +135,10 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
         watermark_seq: 0,
         watermark_time_ms: 0,
         halted: String::new(),
+        dr_lag_records: 0,
+        dr_lag_ms: 0,
+        dr_lag_alarm: false,
+        dr_throttled: false,
     };
     match status {
         Err(e) => row.error = e,
@@ -139,6 +161,11 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
             row.watermark_seq = site.watermark_seq;
             row.watermark_time_ms = site.watermark_time_ms;
             row.halted = site.halted;
+            let lag = site.dr_lag.unwrap_or_default();
+            row.dr_lag_records = lag.records;
+            row.dr_lag_ms = lag.ms;
+            row.dr_lag_alarm = lag.alarm;
+            row.dr_throttled = lag.throttled;
         }
     }
     row
@@ -148,8 +175,14 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
 pub fn render(status: &ClusterStatus) -> String {
     let mut out = String::new();
     for site in &status.sites {
+        let alarm = match (site.dr_throttled, site.dr_lag_alarm, site.halted.is_empty()) {
+            (_, _, false) => format!("  HALTED: {}", site.halted),
+            (true, _, _) => "  THROTTLED (lag at ceiling)".to_string(),
+            (false, true, _) => "  ALARM (lag over budget)".to_string(),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "site {:<8} {:<8} epoch {:<3} leader {:<3} journal {:<8} {}  nodes up {}/{}\n",
+            "site {:<8} {:<8} epoch {:<3} leader {:<3} journal {:<8} {}  nodes up {}/{}  dr lag {} records / {:.1} s{}\n",
             site.site,
             site.role,
             site.epoch,
@@ -157,7 +190,10 @@ pub fn render(status: &ClusterStatus) -> String {
             site.journal_seq,
             &site.journal_hash.get(..16).unwrap_or(""),
             site.nodes_up,
-            site.nodes
+            site.nodes,
+            site.dr_lag_records,
+            site.dr_lag_ms as f64 / 1000.0,
+            alarm
         ));
     }
     out.push('\n');

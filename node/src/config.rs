@@ -54,6 +54,33 @@ pub struct NodeConfig {
     /// The chaos harness routes each link through its own fault proxy this way.
     #[serde(default)]
     pub routes: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dr: DrConfig,
+}
+
+/// Disaster recovery: the other sites, and the RPO guardrail.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DrConfig {
+    /// Client endpoints of the nodes of every other site. The active site's leader watches
+    /// them for a higher epoch (fencing) and for the standbys' watermarks (lag).
+    pub peer_sites: Vec<String>,
+    /// Over this lag (ledger-time span of records a standby lacks) status and metrics alarm.
+    pub lag_budget_ms: u64,
+    /// The hard ceiling of the lag; at most the regulatory RPO (5 minutes).
+    pub lag_ceiling_ms: u64,
+    /// Refuse new writes on the active site while the lag is within 10% of the ceiling, so it
+    /// never passes it (availability traded for RPO).
+    pub throttle: bool,
+}
+
+/// The regulatory RPO: no configured ceiling may exceed it.
+pub const RPO_REGULATORY_MS: u64 = 5 * 60 * 1000;
+
+impl Default for DrConfig {
+    fn default() -> Self {
+        DrConfig { peer_sites: Vec::new(), lag_budget_ms: 5_000, lag_ceiling_ms: RPO_REGULATORY_MS, throttle: false }
+    }
 }
 
 /// PEM files for mutual TLS.
@@ -172,6 +199,12 @@ impl NodeConfig {
         let l = &self.limits;
         if l.entry_commands_max == 0 || l.in_flight_entries_max == 0 || l.queue_commands_max == 0 {
             return bad("limits must be positive".into());
+        }
+        let dr = &self.dr;
+        if dr.lag_ceiling_ms == 0 || dr.lag_ceiling_ms > RPO_REGULATORY_MS || dr.lag_budget_ms > dr.lag_ceiling_ms {
+            return bad(format!(
+                "dr needs 0 < lag_budget_ms <= lag_ceiling_ms <= {RPO_REGULATORY_MS} (the regulatory RPO)"
+            ));
         }
         for (id, addr) in &self.routes {
             if id.parse::<u64>().is_err() || addr.is_empty() {

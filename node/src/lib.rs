@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dr;
 pub mod metrics;
 pub mod raft;
 pub mod runtime;

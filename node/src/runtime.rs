@@ -27,6 +27,9 @@ use crate::api::cluster::ClusterService;
 use crate::api::ledger::LedgerService;
 use crate::api::peer::PeerService;
 use crate::config::NodeConfig;
+use crate::dr::DrMonitor;
+use crate::dr::ship::JournalShipper;
+use crate::dr::watch::SiteWatcher;
 use crate::raft::batcher::Batcher;
 use crate::raft::batcher::BatcherLimits;
 use crate::raft::network::PeerClients;
@@ -129,7 +132,14 @@ pub async fn run(
         Duration::from_millis(config.raft.election_max_ms),
     ));
 
+    let monitor = Arc::new(DrMonitor::new(config.dr.clone()));
     let timer = tokio::spawn(ledger_timer(replica.clone()));
+    let shipper = tokio::spawn(
+        JournalShipper { replica: replica.clone(), transport: transport.clone(), monitor: monitor.clone() }.run(),
+    );
+    let watcher = tokio::spawn(
+        SiteWatcher { replica: replica.clone(), transport: transport.clone(), monitor: monitor.clone() }.run(),
+    );
     let refresh = crate::metrics::spawn_refresh(replica.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -145,9 +155,15 @@ pub async fn run(
         .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| NodeError::Serve { what: "reflection", detail: e.to_string() })?;
-    let ledger_service = LedgerService { replica: replica.clone(), auth: auth.clone(), keys: keys.clone() };
-    let cluster_service =
-        ClusterService { replica: replica.clone(), auth: auth.clone(), site: config.site.clone(), version: VERSION };
+    let ledger_service =
+        LedgerService { replica: replica.clone(), auth: auth.clone(), keys: keys.clone(), monitor: monitor.clone() };
+    let cluster_service = ClusterService {
+        replica: replica.clone(),
+        auth: auth.clone(),
+        site: config.site.clone(),
+        version: VERSION,
+        monitor: monitor.clone(),
+    };
     let audit_service = AuditService { replica: replica.clone(), auth: auth.clone() };
     let client_router = Server::builder()
         .max_concurrent_streams(config.limits.grpc_concurrent_streams_max)
@@ -226,6 +242,8 @@ pub async fn run(
     let _ = stop_tx.send(true);
     timer.abort();
     refresh.abort();
+    shipper.abort();
+    watcher.abort();
     for (what, task) in [("client server", client_task), ("peer server", peer_task)] {
         match task.await {
             Ok(Ok(())) => {}

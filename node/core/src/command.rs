@@ -88,6 +88,11 @@ pub enum AdminEvent {
     KeyRotated {
         key_id: u32,
     },
+    /// Shipping from the active site stopped on this standby (divergence or a record that
+    /// did not reproduce); logged by the state machine itself.
+    ShippingHalted {
+        reason: String,
+    },
 }
 
 /// A command with the identity of whoever asked for it.

@@ -191,3 +191,79 @@ pub fn verify_chain<'a>(
     }
     Ok(head)
 }
+
+/// What a site log entry records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SiteEvent {
+    Site(crate::site::SiteCommand),
+    Admin(crate::command::AdminEvent),
+}
+
+/// One entry of a site's own log: every site operation and admin event performed on this site,
+/// hash-chained like the journal. Unlike the journal it is not shipped: it is this site's
+/// record of what was done to it (a standby's operations cannot be journal records, or its
+/// journal would stop being a prefix of the active site's).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiteLogEntry {
+    pub seq: u64,
+    pub ledger_time_ms: u64,
+    pub caller: String,
+    pub event: SiteEvent,
+    /// The site after the event.
+    pub site: crate::site::SiteState,
+    /// Journal seq of the record of the same event, when it was also journaled (0 otherwise).
+    pub journal_seq: u64,
+    pub prev_hash: Hash,
+    pub hash: Hash,
+}
+
+#[derive(Serialize)]
+struct SiteLogBody<'a> {
+    seq: u64,
+    ledger_time_ms: u64,
+    caller: &'a str,
+    event: &'a SiteEvent,
+    site: &'a crate::site::SiteState,
+    journal_seq: u64,
+    prev_hash: &'a Hash,
+}
+
+impl SiteLogEntry {
+    #[allow(clippy::too_many_arguments)]
+    pub fn seal(
+        seq: u64,
+        ledger_time_ms: u64,
+        caller: String,
+        event: SiteEvent,
+        site: crate::site::SiteState,
+        journal_seq: u64,
+        prev_hash: Hash,
+    ) -> SiteLogEntry {
+        assert!(seq >= 1);
+        let mut entry =
+            SiteLogEntry { seq, ledger_time_ms, caller, event, site, journal_seq, prev_hash, hash: Hash::GENESIS };
+        entry.hash = entry.compute_hash();
+        entry
+    }
+
+    pub fn compute_hash(&self) -> Hash {
+        let body = SiteLogBody {
+            seq: self.seq,
+            ledger_time_ms: self.ledger_time_ms,
+            caller: &self.caller,
+            event: &self.event,
+            site: &self.site,
+            journal_seq: self.journal_seq,
+            prev_hash: &self.prev_hash,
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(b"site-log");
+        hasher.update(self.prev_hash.0);
+        hasher.update(codec::encode(&body));
+        Hash(hasher.finalize().into())
+    }
+
+    pub fn head(&self) -> JournalHead {
+        JournalHead { seq: self.seq, hash: self.hash, ledger_time_ms: self.ledger_time_ms }
+    }
+}

@@ -30,7 +30,6 @@ use crate::money::AmountError;
 use crate::money::Currency;
 use crate::pii::Sealed;
 use crate::reject::ResultCode;
-use crate::site::SiteCommand;
 use crate::site::SiteRole;
 use crate::site::SiteState;
 use crate::store::Expiry;
@@ -45,46 +44,59 @@ use crate::transfer::TransferKind;
 use crate::transfer::TransferState;
 
 /// Applies one command at the proposer's time. Returns its outcome; unless the command was
-/// refused, one journal record is appended to `store`.
+/// refused, it is recorded: a ledger command as one journal record; a site operation or an
+/// admin event in the site log, and also in the journal when the site was or becomes writable
+/// by it (see `site_ops`).
 ///
 /// `proposed_time_ms` is the leader's clock when it proposed the entry; the ledger clock is
 /// `max(previous ledger time, proposed_time_ms)`, so it never goes backwards.
 pub fn apply(store: &mut Overlay<'_>, envelope: &Envelope, proposed_time_ms: u64, raft_index: u64) -> Outcome {
     let meta = store.meta();
-    let ledger_time_ms = meta.journal.ledger_time_ms.max(proposed_time_ms);
+    let ledger_time_ms = meta.clock_ms().max(proposed_time_ms);
     if let Some(refusal) = check_envelope(envelope) {
         return Outcome::Refused(refusal);
     }
-    let needs_active = envelope.command.is_ledger_write() || matches!(envelope.command, Command::Admin(_));
-    if needs_active && let Some(refusal) = write_refusal(&meta.site) {
+    match &envelope.command {
+        Command::Site(command) => {
+            return crate::site_ops::apply_site(store, envelope, command, ledger_time_ms, raft_index);
+        }
+        Command::Admin(event) => {
+            return crate::site_ops::apply_admin(store, envelope, event, ledger_time_ms, raft_index);
+        }
+        _ => {}
+    }
+    if let Some(refusal) = write_refusal(&meta.site) {
         return Outcome::Refused(refusal);
     }
     let seq = meta.journal.seq + 1;
-    let outcome = match &envelope.command {
-        Command::Site(site_command) => match apply_site(store, site_command) {
-            Ok(outcome) => outcome,
-            Err(refusal) => return Outcome::Refused(refusal),
-        },
-        command => execute(store, command, ledger_time_ms, seq),
-    };
-    // The site state may have changed (bootstrap): the record carries the state it ran under.
-    let site = store.meta().site;
-    if site.role != SiteRole::Active {
-        // A standby's own operations are not part of the book it ships from its active site.
-        return outcome;
-    }
-    let origin = Origin { site: site.name.clone(), epoch: site.epoch, raft_index };
+    let outcome = execute(store, &envelope.command, ledger_time_ms, seq);
+    journal(store, envelope, outcome.clone(), ledger_time_ms, raft_index);
+    outcome
+}
+
+/// Appends the journal record of `envelope` with `outcome`, under this site's name and epoch.
+/// Returns its seq.
+pub(crate) fn journal(
+    store: &mut Overlay<'_>,
+    envelope: &Envelope,
+    outcome: Outcome,
+    time: u64,
+    raft_index: u64,
+) -> u64 {
+    let meta = store.meta();
+    let seq = meta.journal.seq + 1;
+    let origin = Origin { site: meta.site.name.clone(), epoch: meta.site.epoch, raft_index };
     let record = JournalRecord::seal(
         seq,
-        ledger_time_ms,
+        time,
         origin,
         envelope.caller.clone(),
         envelope.command.clone(),
-        outcome.clone(),
+        outcome,
         meta.journal.hash,
     );
     store.append_journal(record);
-    outcome
+    seq
 }
 
 /// Whole-command checks that need no state: caller, batch size, encoded size.
@@ -128,7 +140,7 @@ pub fn write_refusal(site: &SiteState) -> Option<Refusal> {
     })
 }
 
-fn execute(store: &mut Overlay<'_>, command: &Command, time: u64, seq: u64) -> Outcome {
+pub(crate) fn execute(store: &mut Overlay<'_>, command: &Command, time: u64, seq: u64) -> Outcome {
     let outcome = match command {
         Command::CreateAccounts(accounts) => Outcome::Items(create_accounts(store, accounts, time, seq)),
         Command::UpdateAccounts(updates) => Outcome::Items(update_accounts(store, updates)),
@@ -136,53 +148,12 @@ fn execute(store: &mut Overlay<'_>, command: &Command, time: u64, seq: u64) -> O
             Outcome::Items(create_transfers(store, transfers, *atomic, time, seq))
         }
         Command::ExpirePending => Outcome::Expired(expire_pending(store, time, seq)),
-        Command::Admin(_) => Outcome::Recorded,
-        Command::Site(_) => unreachable!("site commands are applied by apply_site"),
+        Command::Admin(_) | Command::Site(_) => unreachable!("site and admin commands are applied by site_ops"),
     };
     if let Outcome::Items(items) = &outcome {
         assert_eq!(items.len(), command.item_count(), "one result per item");
     }
     outcome
-}
-
-// ---------------------------------------------------------------------------------------------
-// Site
-
-fn apply_site(store: &mut Overlay<'_>, command: &SiteCommand) -> Result<Outcome, Refusal> {
-    let mut meta = store.meta();
-    match command {
-        SiteCommand::Bootstrap { name, role, epoch, upstream } => {
-            if meta.site.role != SiteRole::Uninitialized {
-                return Err(Refusal::SiteOperation {
-                    reason: format!("site {} is already bootstrapped", meta.site.name),
-                });
-            }
-            let name_ok =
-                !name.is_empty() && name.len() <= crate::site::SITE_NAME_BYTES_MAX && crate::id::check_id(name).is_ok();
-            if !name_ok || *role == SiteRole::Uninitialized || *epoch == 0 {
-                return Err(Refusal::SiteOperation {
-                    reason: "bootstrap needs a site name (an id), a role and an epoch >= 1".into(),
-                });
-            }
-            if upstream.len() > crate::site::UPSTREAM_ENDPOINTS_MAX {
-                return Err(Refusal::SiteOperation { reason: "too many upstream endpoints".into() });
-            }
-            meta.site = SiteState {
-                name: name.clone(),
-                role: *role,
-                epoch: *epoch,
-                fenced: false,
-                active_site: if *role == SiteRole::Active { name.clone() } else { String::new() },
-                active_epoch: *epoch,
-                upstream: upstream.clone(),
-                epoch_changed_at_seq: meta.journal.seq + 1,
-                watermark: Default::default(),
-            };
-        }
-    }
-    let site = meta.site.clone();
-    store.put_meta(meta);
-    Ok(Outcome::Site(site))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ pub mod money;
 pub mod pii;
 pub mod reject;
 pub mod site;
+pub mod site_ops;
 pub mod store;
 pub mod transfer;
 

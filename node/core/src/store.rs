@@ -18,6 +18,7 @@ use crate::id::AccountId;
 use crate::id::TransferId;
 use crate::journal::JournalHead;
 use crate::journal::JournalRecord;
+use crate::journal::SiteLogEntry;
 use crate::money::Currency;
 use crate::site::SiteState;
 use crate::transfer::HistoryEntry;
@@ -36,6 +37,15 @@ pub struct LedgerMeta {
     /// The journal head; its `ledger_time_ms` is the ledger clock (it never goes back).
     pub journal: JournalHead,
     pub site: SiteState,
+    /// The site log head (its time is this site's clock when the journal was reset).
+    pub site_log: JournalHead,
+}
+
+impl LedgerMeta {
+    /// The ledger clock: never goes back, also across a journal reset (resync).
+    pub fn clock_ms(&self) -> u64 {
+        self.journal.ledger_time_ms.max(self.site_log.ledger_time_ms)
+    }
 }
 
 /// Per-currency sums of every account's balance columns. Debits equal credits at all times.
@@ -49,6 +59,8 @@ pub trait LedgerRead {
     /// Expiries at or before `now_ms`, oldest first, at most `limit`.
     fn due_expiries(&self, now_ms: u64, limit: usize) -> Vec<Expiry>;
     fn meta(&self) -> LedgerMeta;
+    /// The journal record at `seq`, if present.
+    fn journal_record(&self, seq: u64) -> Option<JournalRecord>;
 }
 
 /// Everything one or more commands wrote, to be committed atomically.
@@ -64,6 +76,11 @@ pub struct Changes {
     /// New journal records, contiguous.
     pub journal: Vec<JournalRecord>,
     pub meta: Option<LedgerMeta>,
+    /// New site log entries, contiguous.
+    pub site_log: Vec<SiteLogEntry>,
+    /// The ledger state and journal before these changes are discarded (resync). The site log
+    /// and the meta survive.
+    pub reset: bool,
 }
 
 impl Changes {
@@ -75,10 +92,20 @@ impl Changes {
             && self.totals.is_empty()
             && self.journal.is_empty()
             && self.meta.is_none()
+            && self.site_log.is_empty()
+            && !self.reset
     }
 
     /// Applies `later` on top of `self` (later writes win).
     pub fn merge(&mut self, later: Changes) {
+        if later.reset {
+            let site_log = std::mem::take(&mut self.site_log);
+            *self = Changes { reset: true, site_log, ..Changes::default() };
+        }
+        if let (Some(last), Some(first)) = (self.site_log.last(), later.site_log.first()) {
+            assert_eq!(first.seq, last.seq + 1, "merged site logs must be contiguous");
+        }
+        self.site_log.extend(later.site_log);
         self.accounts.extend(later.accounts);
         self.transfers.extend(later.transfers);
         self.expiries.extend(later.expiries);
@@ -87,6 +114,7 @@ impl Changes {
         if let (Some(last), Some(first)) = (self.journal.last(), later.journal.first()) {
             assert_eq!(first.seq, last.seq + 1, "merged journals must be contiguous");
         }
+
         self.journal.extend(later.journal);
         if later.meta.is_some() {
             self.meta = later.meta;
@@ -133,6 +161,26 @@ impl<'a> Overlay<'a> {
         self.changes.totals.insert(currency, totals);
     }
 
+    pub fn append_site_log(&mut self, entry: SiteLogEntry) {
+        let mut meta = self.meta();
+        assert_eq!(entry.seq, meta.site_log.seq + 1, "site log must stay contiguous");
+        assert_eq!(entry.prev_hash, meta.site_log.hash, "site log must stay chained");
+        meta.site_log = entry.head();
+        self.changes.site_log.push(entry);
+        self.changes.meta = Some(meta);
+    }
+
+    /// Discards every account, transfer, expiry, history row, total and journal record (resync).
+    /// The site log and meta stay; the journal head goes back to genesis.
+    pub fn reset(&mut self) {
+        let mut meta = self.meta();
+        let site_log = std::mem::take(&mut self.changes.site_log);
+        self.changes = Changes { reset: true, site_log, ..Changes::default() };
+        meta.site_log.ledger_time_ms = meta.clock_ms();
+        meta.journal = JournalHead::default();
+        self.changes.meta = Some(meta);
+    }
+
     pub fn append_journal(&mut self, record: JournalRecord) {
         let mut meta = self.meta();
         assert_eq!(record.seq, meta.journal.seq + 1, "journal must stay contiguous");
@@ -151,6 +199,7 @@ impl LedgerRead for Overlay<'_> {
     fn account(&self, id: &AccountId) -> Option<Account> {
         match self.changes.accounts.get(id) {
             Some(account) => Some(account.clone()),
+            None if self.changes.reset => None,
             None => self.base.account(id),
         }
     }
@@ -158,6 +207,7 @@ impl LedgerRead for Overlay<'_> {
     fn transfer(&self, id: &TransferId) -> Option<Transfer> {
         match self.changes.transfers.get(id) {
             Some(transfer) => Some(transfer.clone()),
+            None if self.changes.reset => None,
             None => self.base.transfer(id),
         }
     }
@@ -165,18 +215,28 @@ impl LedgerRead for Overlay<'_> {
     fn totals(&self, currency: Currency) -> CurrencyTotals {
         match self.changes.totals.get(&currency) {
             Some(totals) => *totals,
+            None if self.changes.reset => CurrencyTotals::default(),
             None => self.base.totals(currency),
         }
     }
 
+    fn journal_record(&self, seq: u64) -> Option<JournalRecord> {
+        if let Some(first) = self.changes.journal.first()
+            && seq >= first.seq
+        {
+            return self.changes.journal.get((seq - first.seq) as usize).cloned();
+        }
+        if self.changes.reset {
+            return None;
+        }
+        self.base.journal_record(seq)
+    }
+
     fn due_expiries(&self, now_ms: u64, limit: usize) -> Vec<Expiry> {
         let removed = self.changes.expiries.values().filter(|added| !**added).count();
-        let mut due: BTreeSet<Expiry> = self
-            .base
-            .due_expiries(now_ms, limit + removed)
-            .into_iter()
-            .filter(|e| self.changes.expiries.get(e) != Some(&false))
-            .collect();
+        let base_due = if self.changes.reset { Vec::new() } else { self.base.due_expiries(now_ms, limit + removed) };
+        let mut due: BTreeSet<Expiry> =
+            base_due.into_iter().filter(|e| self.changes.expiries.get(e) != Some(&false)).collect();
         for (expiry, added) in &self.changes.expiries {
             if *added && expiry.expires_at_ms <= now_ms {
                 due.insert(expiry.clone());
@@ -203,6 +263,7 @@ pub struct MemStore {
     pub history: BTreeMap<(AccountId, u64), HistoryEntry>,
     pub totals: BTreeMap<Currency, CurrencyTotals>,
     pub journal: Vec<JournalRecord>,
+    pub site_log: Vec<SiteLogEntry>,
     pub meta: LedgerMeta,
 }
 
@@ -212,6 +273,18 @@ impl MemStore {
     }
 
     pub fn commit(&mut self, changes: Changes) {
+        if changes.reset {
+            self.accounts.clear();
+            self.transfers.clear();
+            self.expiries.clear();
+            self.history.clear();
+            self.totals.clear();
+            self.journal.clear();
+        }
+        for entry in changes.site_log {
+            assert_eq!(entry.seq, self.site_log.len() as u64 + 1);
+            self.site_log.push(entry);
+        }
         self.accounts.extend(changes.accounts);
         self.transfers.extend(changes.transfers);
         for (expiry, added) in changes.expiries {
@@ -266,5 +339,9 @@ impl LedgerRead for MemStore {
 
     fn meta(&self) -> LedgerMeta {
         self.meta.clone()
+    }
+
+    fn journal_record(&self, seq: u64) -> Option<JournalRecord> {
+        self.journal.get(seq.checked_sub(1)? as usize).cloned()
     }
 }

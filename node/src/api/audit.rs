@@ -18,6 +18,8 @@ use crate::security::authz::Action;
 
 /// Records read from sled per step of a journal stream.
 const STREAM_CHUNK_RECORDS: usize = 256;
+/// Site log entries per page.
+const SITE_LOG_PAGE_MAX: usize = 1000;
 /// Records buffered per stream before the reader waits for the client (backpressure).
 const STREAM_BUFFER_RECORDS: usize = 1024;
 
@@ -70,6 +72,17 @@ impl Audit for AuditService {
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn read_site_log(&self, request: Request<pb::ReadSiteLogRequest>) -> ApiResult<pb::ReadSiteLogResponse> {
+        self.auth.authorize(&request, Action::ReadSiteLog)?;
+        let request = request.into_inner();
+        let limit = match request.limit {
+            0 => SITE_LOG_PAGE_MAX,
+            n => (n as usize).min(SITE_LOG_PAGE_MAX),
+        };
+        let entries = self.replica.reader.site_log(request.from_seq, limit);
+        Ok(Response::new(pb::ReadSiteLogResponse { entries: entries.iter().map(convert::site_log_to_proto).collect() }))
     }
 
     async fn get_journal_head(&self, request: Request<pb::GetJournalHeadRequest>) -> ApiResult<pb::JournalHead> {

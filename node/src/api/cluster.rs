@@ -13,6 +13,7 @@ use ledger_core::command::Outcome;
 use ledger_core::command::Refusal;
 use ledger_core::site::SiteCommand;
 use ledger_core::site::SiteRole;
+use ledger_core::site::SiteState;
 use ledger_proto::v1 as pb;
 use ledger_proto::v1::cluster_server::Cluster;
 use openraft::ServerState;
@@ -23,6 +24,7 @@ use super::auth::Auth;
 use super::convert;
 use super::status::ApiError;
 use super::status::ApiResult;
+use crate::dr::DrMonitor;
 use crate::raft::replica::Replica;
 use crate::raft::types::Member;
 use crate::security::authz::Action;
@@ -36,6 +38,7 @@ pub struct ClusterService {
     pub auth: Auth,
     pub site: String,
     pub version: &'static str,
+    pub monitor: Arc<DrMonitor>,
 }
 
 fn member_from_proto(m: &pb::Member) -> Result<(u64, Member), ApiError> {
@@ -49,6 +52,25 @@ fn member_from_proto(m: &pb::Member) -> Result<(u64, Member), ApiError> {
 }
 
 impl ClusterService {
+    fn site_info(&self, site: &SiteState) -> pb::SiteInfo {
+        pb::SiteInfo {
+            name: if site.name.is_empty() { self.site.clone() } else { site.name.clone() },
+            role: site.role.name().into(),
+            epoch: site.epoch,
+            fenced: site.fenced,
+            active_site: site.active_site.clone(),
+            active_epoch: site.active_epoch,
+            upstream: site.upstream.clone(),
+            watermark_seq: site.watermark.seq,
+            watermark_time_ms: site.watermark.ledger_time_ms,
+            halted: site.watermark.halted.clone().unwrap_or_default(),
+            dual_control: site.dual_control,
+            data_key_id: site.data_key_id,
+            dr_lag: Some(self.monitor.to_proto()),
+            epoch_changed_at_seq: site.epoch_changed_at_seq,
+        }
+    }
+
     /// Records an admin event in the journal (best effort: the change itself already happened
     /// in Raft; a failure to record is reported to the operator).
     async fn record(&self, caller: &Caller, event: AdminEvent) -> Result<(), ApiError> {
@@ -115,18 +137,7 @@ impl Cluster for ClusterService {
             purged_index: m.purged.map_or(0, |l| l.index),
             members: self.members(),
             journal_head: Some(convert::journal_head_to_proto(&meta.journal)),
-            site: Some(pb::SiteInfo {
-                name: if site.name.is_empty() { self.site.clone() } else { site.name.clone() },
-                role: site.role.name().into(),
-                epoch: site.epoch,
-                fenced: site.fenced,
-                active_site: site.active_site.clone(),
-                active_epoch: site.active_epoch,
-                upstream: site.upstream.clone(),
-                watermark_seq: site.watermark.seq,
-                watermark_time_ms: site.watermark.ledger_time_ms,
-                halted: site.watermark.halted.clone().unwrap_or_default(),
-            }),
+            site: Some(self.site_info(site)),
             millis_since_quorum_ack: m.millis_since_quorum_ack.unwrap_or(0),
             uptime_ms: self.replica.started.elapsed().as_millis() as u64,
             version: self.version.into(),
@@ -166,6 +177,7 @@ impl Cluster for ClusterService {
             role,
             epoch: request.epoch,
             upstream: request.upstream.clone(),
+            dual_control: request.dual_control,
         });
         let result = self.replica.write(Envelope { caller: caller.name.clone(), command }).await?;
         let message = match &result.outcome {
@@ -214,6 +226,60 @@ impl Cluster for ClusterService {
         Ok(Response::new(pb::MembershipResponse {
             members: self.members(),
             elapsed_ms: started.elapsed().as_millis() as u64,
+        }))
+    }
+
+    async fn site_operation(&self, request: Request<pb::SiteOperationRequest>) -> ApiResult<pb::SiteOperationResponse> {
+        let caller = self.auth.authorize(&request, Action::OperateSite)?;
+        let started = Instant::now();
+        let r = request.into_inner();
+        let kind = pb::SiteOperationKind::try_from(r.kind)
+            .map_err(|_| ApiError::invalid("operation_invalid", format!("unknown site operation {}", r.kind)))?;
+        let command = match kind {
+            pb::SiteOperationKind::Unspecified => {
+                return Err(ApiError::invalid("operation_invalid", "a site operation kind is required").into());
+            }
+            pb::SiteOperationKind::Fence => SiteCommand::Fence,
+            pb::SiteOperationKind::Unfence => SiteCommand::Unfence,
+            pb::SiteOperationKind::Promote => {
+                SiteCommand::Promote { epoch: r.epoch, forced: r.forced, request_id: r.request_id.clone() }
+            }
+            pb::SiteOperationKind::Demote => SiteCommand::Demote {
+                active_site: r.active_site.clone(),
+                epoch: r.epoch,
+                upstream: r.upstream.clone(),
+                request_id: r.request_id.clone(),
+            },
+            pb::SiteOperationKind::Resync => SiteCommand::Resync {
+                active_site: r.active_site.clone(),
+                epoch: r.epoch,
+                upstream: r.upstream.clone(),
+                request_id: r.request_id.clone(),
+            },
+            pb::SiteOperationKind::ObserveEpoch => {
+                SiteCommand::ObserveEpoch { active_site: r.active_site.clone(), epoch: r.epoch }
+            }
+            pb::SiteOperationKind::Approve => {
+                SiteCommand::Approve { request_id: r.request_id.clone(), action: r.action.clone() }
+            }
+            pb::SiteOperationKind::RotateKey => {
+                SiteCommand::RotateKey { key_id: r.key_id, request_id: r.request_id.clone() }
+            }
+        };
+        let name = command.name();
+        let result =
+            self.replica.write(Envelope { caller: caller.name.clone(), command: Command::Site(command) }).await?;
+        let site = match result.outcome {
+            Outcome::Site(site) => site,
+            Outcome::Refused(refusal) => return Err(ApiError::Refused(refusal).into()),
+            other => return Err(ApiError::Internal(format!("unexpected site outcome {other:?}")).into()),
+        };
+        tracing::warn!(caller = %caller.name, operation = name, role = site.role.name(), epoch = site.epoch, "site operation");
+        Ok(Response::new(pb::SiteOperationResponse {
+            site: Some(self.site_info(&site)),
+            journal_seq: result.journal_seq,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            journal_head: Some(convert::journal_head_to_proto(&self.replica.reader.journal_head())),
         }))
     }
 

@@ -11,6 +11,8 @@ use ledger_core::id::AccountId;
 use ledger_core::id::TransferId;
 use ledger_core::journal::JournalHead;
 use ledger_core::journal::JournalRecord;
+use ledger_core::journal::SiteEvent;
+use ledger_core::journal::SiteLogEntry;
 use ledger_core::pii;
 use ledger_core::pii::AccountPii;
 use ledger_core::reject::ResultCode;
@@ -47,7 +49,8 @@ pub fn result_code(code: ResultCode) -> i32 {
 }
 
 /// A proto account request into a ledger one, sealing personal data. `Err` is the item's code.
-pub fn new_account(p: &pb::NewAccount, keys: &DataKeys) -> Result<NewAccount, ResultCode> {
+/// `key_id`: the site's sealing key (0: the newest in the key file).
+pub fn new_account(p: &pb::NewAccount, keys: &DataKeys, key_id: u32) -> Result<NewAccount, ResultCode> {
     let id = AccountId::new(p.id.clone());
     if id.check().is_err() {
         return Err(ResultCode::IdInvalid);
@@ -63,7 +66,7 @@ pub fn new_account(p: &pb::NewAccount, keys: &DataKeys) -> Result<NewAccount, Re
         match value {
             None => Ok(None),
             Some(text) if text.len() > ledger_core::limits::PII_BYTES_MAX => Err(ResultCode::PersonalDataTooLong),
-            Some(text) => Ok(Some(keys.seal(id.as_str(), field, text))),
+            Some(text) => Ok(Some(keys.seal_with(key_id, id.as_str(), field, text))),
         }
     };
     let pii = AccountPii {
@@ -263,6 +266,24 @@ pub fn journal_record_to_proto(r: &JournalRecord) -> pb::JournalRecord {
         prev_hash: r.prev_hash.0.to_vec(),
         hash: r.hash.0.to_vec(),
         canonical: codec::encode(r),
+    }
+}
+
+pub fn site_log_to_proto(e: &SiteLogEntry) -> pb::SiteLogEntry {
+    let (event, detail) = match &e.event {
+        SiteEvent::Site(command) => (command.name().to_string(), format!("{command:?}")),
+        SiteEvent::Admin(event) => ("admin".to_string(), format!("{event:?}")),
+    };
+    pb::SiteLogEntry {
+        seq: e.seq,
+        ledger_time_ms: e.ledger_time_ms,
+        caller: e.caller.clone(),
+        event,
+        detail,
+        journal_seq: e.journal_seq,
+        prev_hash: e.prev_hash.0.to_vec(),
+        hash: e.hash.0.to_vec(),
+        canonical: codec::encode(e),
     }
 }
 

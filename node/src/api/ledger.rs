@@ -26,6 +26,7 @@ use super::auth::Auth;
 use super::convert;
 use super::status::ApiError;
 use super::status::ApiResult;
+use crate::dr::DrMonitor;
 use crate::raft::replica::Replica;
 use crate::raft::types::CommandResult;
 use crate::security::authz::Action;
@@ -36,6 +37,7 @@ pub struct LedgerService {
     pub replica: Arc<Replica>,
     pub auth: Auth,
     pub keys: Arc<DataKeys>,
+    pub monitor: Arc<DrMonitor>,
 }
 
 fn check_batch_len(n: usize, what: &str) -> Result<(), ApiError> {
@@ -116,11 +118,21 @@ fn commit_info(result: &CommandResult) -> pb::CommitInfo {
 
 impl LedgerService {
     /// Refuses early when this site cannot take writes (the state machine checks again).
+    /// Refuses early when this site cannot take writes (the state machine checks again), or
+    /// when the RPO guardrail throttles writes because the DR lag neared its ceiling.
     fn check_writable(&self) -> Result<(), ApiError> {
-        match ledger::write_refusal(&self.replica.reader.meta().site) {
-            Some(refusal) => Err(ApiError::Refused(refusal)),
-            None => Ok(()),
+        if let Some(refusal) = ledger::write_refusal(&self.replica.reader.meta().site) {
+            return Err(ApiError::Refused(refusal));
         }
+        if self.monitor.throttled() {
+            let lag = self.monitor.lag();
+            metrics::counter!("ledger_dr_throttled_writes_total").increment(1);
+            return Err(ApiError::Throttled(format!(
+                "the DR site lags {} ms ({} records), within 10% of the {} ms ceiling: writes are refused until it catches up",
+                lag.ms, lag.records, self.monitor.config.lag_ceiling_ms
+            )));
+        }
+        Ok(())
     }
 
     async fn propose(&self, caller: &Caller, command: Command) -> Result<CommandResult, ApiError> {
@@ -173,8 +185,15 @@ impl Ledger for LedgerService {
         let request = request.into_inner();
         check_batch_len(request.accounts.len(), "accounts")?;
         self.check_writable()?;
+        let key_id = self.replica.reader.meta().site.data_key_id;
+        if key_id != 0 && !self.keys.has(key_id) {
+            return Err(ApiError::FailedPrecondition(format!(
+                "the site seals personal data with data key {key_id}, which this node's key file lacks"
+            ))
+            .into());
+        }
         let prepared = Prepared::new(request.accounts.iter().map(|a| {
-            let new = convert::new_account(a, &self.keys)?;
+            let new = convert::new_account(a, &self.keys, key_id)?;
             ledger::validate_new_account(&new)?;
             Ok(new)
         }));

@@ -41,6 +41,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    Throttled(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -95,6 +97,7 @@ impl ApiError {
             },
             ApiError::NotFound(_) => ("not_found", Code::NotFound),
             ApiError::FailedPrecondition(_) => ("failed_precondition", Code::FailedPrecondition),
+            ApiError::Throttled(_) => ("dr_lag_ceiling", Code::Unavailable),
             ApiError::Internal(_) => ("internal", Code::Internal),
         }
     }

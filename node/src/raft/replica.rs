@@ -17,6 +17,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use ledger_core::command::Envelope;
+use ledger_core::journal::JournalRecord;
 use openraft::ChangeMembers;
 use openraft::ServerState;
 use openraft::error::CheckIsLeaderError;
@@ -33,8 +34,10 @@ use crate::raft::network::PeerMethod;
 use crate::raft::types::CommandResult;
 use crate::raft::types::Member;
 use crate::raft::types::NodeId;
+use crate::raft::types::Payload;
 use crate::raft::types::Raft;
 use crate::raft::types::RaftMetrics;
+use crate::raft::types::ShipReport;
 use crate::store::StateReader;
 
 /// Why a write did not produce a result. Crosses the peer `Propose` RPC, hence serde.
@@ -221,6 +224,20 @@ impl Replica {
         match receiver.await {
             Ok(result) => result,
             Err(_) => Err(WriteError::Shutdown),
+        }
+    }
+
+    /// Proposes shipped journal records as one entry (standby leader only) and returns what
+    /// the state machine made of them.
+    pub async fn propose_shipped(&self, records: Vec<JournalRecord>) -> Result<ShipReport, WriteError> {
+        let payload = Payload::Shipped { records: Arc::new(records) };
+        match tokio::time::timeout(self.write_timeout, self.raft.client_write(payload)).await {
+            Err(_) => Err(WriteError::OutcomeUnknown { reason: "shipped entry not applied in time".into() }),
+            Ok(Ok(response)) => Ok(response.data.shipped.unwrap_or_default()),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(WriteError::NotLeader { leader_id: f.leader_id })
+            }
+            Ok(Err(e)) => Err(WriteError::Internal(e.to_string())),
         }
     }
 

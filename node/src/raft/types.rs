@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ledger_core::command::Envelope;
 use ledger_core::command::Outcome;
+use ledger_core::journal::JournalRecord;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -32,6 +33,8 @@ pub enum Payload {
     /// The commands are shared (`Arc`): openraft clones entries for every replication stream
     /// and the log cache, and a deep copy of a 60 KiB batch each time would be waste.
     Commands { proposed_at_ms: u64, commands: Arc<Vec<Envelope>> },
+    /// Journal records shipped from the active site, re-applied on this standby in order.
+    Shipped { records: Arc<Vec<JournalRecord>> },
 }
 
 impl fmt::Display for Payload {
@@ -40,6 +43,7 @@ impl fmt::Display for Payload {
             Payload::Commands { proposed_at_ms, commands } => {
                 write!(f, "commands(n={}, t={proposed_at_ms})", commands.len())
             }
+            Payload::Shipped { records } => write!(f, "shipped(n={})", records.len()),
         }
     }
 }
@@ -59,6 +63,19 @@ pub struct CommandResult {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Applied {
     pub results: Vec<CommandResult>,
+    /// For a `Shipped` entry: what became of its records.
+    pub shipped: Option<ShipReport>,
+}
+
+/// What applying a `Shipped` entry did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipReport {
+    pub applied: u64,
+    pub duplicates: u64,
+    /// Why records were ignored (not a standby, shipping halted), if any were.
+    pub ignored: Option<String>,
+    /// Set if shipping halted on one of these records.
+    pub halted: Option<String>,
 }
 
 openraft::declare_raft_types!(

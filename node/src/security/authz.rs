@@ -67,10 +67,12 @@ pub enum Action {
     ReadJournalHead,
     /// DR site operations (fence, promote, follow, failback) and their approvals.
     OperateSite,
+    /// Audit.ReadSiteLog.
+    ReadSiteLog,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::WriteLedger,
         Action::ReadLedger,
         Action::ReadPersonalData,
@@ -79,6 +81,7 @@ impl Action {
         Action::ReadJournal,
         Action::ReadJournalHead,
         Action::OperateSite,
+        Action::ReadSiteLog,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +94,7 @@ impl Action {
             Action::ReadJournal => "read_journal",
             Action::ReadJournalHead => "read_journal_head",
             Action::OperateSite => "operate_site",
+            Action::ReadSiteLog => "read_site_log",
         }
     }
 }
@@ -103,8 +107,8 @@ pub fn allows(role: Role, action: Action) -> bool {
         Admin => true,
         Writer => matches!(action, WriteLedger | ReadLedger | ReadPersonalData | ReadStatus | ReadJournalHead),
         Reader => matches!(action, ReadLedger | ReadStatus | ReadJournalHead),
-        Auditor => matches!(action, ReadLedger | ReadStatus | ReadJournal | ReadJournalHead),
-        Operator => matches!(action, ReadStatus | OperateCluster | OperateSite | ReadJournalHead),
+        Auditor => matches!(action, ReadLedger | ReadStatus | ReadJournal | ReadJournalHead | ReadSiteLog),
+        Operator => matches!(action, ReadStatus | OperateCluster | OperateSite | ReadJournalHead | ReadSiteLog),
         // Peers read the journal (DR shipping) and status (followers of the active site).
         Node => matches!(action, ReadStatus | ReadJournal | ReadJournalHead),
     }

@@ -140,9 +140,18 @@ impl DataKeys {
         format!("ledger-pii-v1\0{account_id}\0{}", field.tag()).into_bytes()
     }
 
-    /// Seals `plaintext` for `field` of `account_id` with the current key.
+    pub fn has(&self, key_id: u32) -> bool {
+        self.keys.contains_key(&key_id)
+    }
+
+    /// Seals `plaintext` for `field` of `account_id` with the newest key.
     pub fn seal(&self, account_id: &str, field: Field, plaintext: &str) -> Sealed {
-        let key_id = self.current_id();
+        self.seal_with(0, account_id, field, plaintext)
+    }
+
+    /// Seals with key `key_id` (0: the newest). The key must exist (see [`DataKeys::has`]).
+    pub fn seal_with(&self, key_id: u32, account_id: &str, field: Field, plaintext: &str) -> Sealed {
+        let key_id = if key_id == 0 { self.current_id() } else { key_id };
         let (cipher, key) = self.cipher(key_id).expect("current key exists");
         let aad = Self::aad(account_id, field);
         let mut hasher = Sha256::new();

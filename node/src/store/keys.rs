@@ -12,6 +12,10 @@ pub const HISTORY: u8 = b'h';
 pub const JOURNAL: u8 = b'j';
 pub const TRANSFER: u8 = b't';
 pub const EXPIRY: u8 = b'x';
+pub const SITE_LOG: u8 = b's';
+
+/// Prefixes of the ledger state that a resync discards (the site log and meta stay).
+pub const LEDGER_PREFIXES: &[u8] = &[ACCOUNT, TOTALS, HISTORY, JOURNAL, TRANSFER, EXPIRY];
 
 /// The ledger's meta (journal head, site state).
 pub const META_LEDGER: &[u8] = b"m:ledger";
@@ -41,6 +45,10 @@ pub fn totals(currency: Currency) -> Vec<u8> {
 
 pub fn journal(seq: u64) -> Vec<u8> {
     prefixed(JOURNAL, &seq.to_be_bytes())
+}
+
+pub fn site_log(seq: u64) -> Vec<u8> {
+    prefixed(SITE_LOG, &seq.to_be_bytes())
 }
 
 pub fn expiry(expires_at_ms: u64, id: &TransferId) -> Vec<u8> {

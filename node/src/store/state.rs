@@ -25,8 +25,11 @@ use ledger_core::id::AccountId;
 use ledger_core::id::TransferId;
 use ledger_core::journal::JournalHead;
 use ledger_core::journal::JournalRecord;
+use ledger_core::journal::SiteLogEntry;
 use ledger_core::ledger;
 use ledger_core::money::Currency;
+use ledger_core::site_ops;
+use ledger_core::site_ops::Shipped;
 use ledger_core::store::Changes;
 use ledger_core::store::CurrencyTotals;
 use ledger_core::store::Expiry;
@@ -52,6 +55,7 @@ use crate::raft::types::CommandResult;
 use crate::raft::types::Entry;
 use crate::raft::types::LogId;
 use crate::raft::types::Payload;
+use crate::raft::types::ShipReport;
 use crate::raft::types::Snapshot;
 use crate::raft::types::SnapshotMeta;
 use crate::raft::types::StorageError;
@@ -137,14 +141,29 @@ impl LedgerRead for SledLedger<'_> {
     fn meta(&self) -> LedgerMeta {
         get_decoded(self.tree, "ledger meta", keys::META_LEDGER).unwrap_or_default()
     }
+
+    fn journal_record(&self, seq: u64) -> Option<JournalRecord> {
+        get_decoded(self.tree, "journal record", &keys::journal(seq))
+    }
 }
 
 fn put<T: Serialize + ?Sized>(batch: &mut sled::Batch, key: &[u8], value: &T) {
     batch.insert(key, codec::encode(value));
 }
 
-/// Turns ledger changes into one sled batch.
-fn changes_to_batch(changes: Changes, batch: &mut sled::Batch) {
+/// Turns ledger changes into one sled batch. A reset (resync) first removes every key of the
+/// ledger state from `tree`, in the same batch, so the discard and the new state are atomic.
+fn changes_to_batch(tree: &sled::Tree, changes: Changes, batch: &mut sled::Batch) {
+    if changes.reset {
+        for prefix in keys::LEDGER_PREFIXES {
+            for key in tree.scan_prefix([*prefix]).keys() {
+                batch.remove(key.unwrap_or_else(|e| panic!("sled scan failed: {e}")));
+            }
+        }
+    }
+    for entry in &changes.site_log {
+        put(batch, &keys::site_log(entry.seq), entry);
+    }
     for (id, account) in &changes.accounts {
         put(batch, &keys::account(id), account);
     }
@@ -267,6 +286,25 @@ impl SledStateMachine {
             last_applied = Some(entry.log_id);
             match entry.payload {
                 EntryPayload::Blank => replies.push(Applied::default()),
+                EntryPayload::Normal(Payload::Shipped { records }) => {
+                    let mut report = ShipReport::default();
+                    for record in records.iter() {
+                        match site_ops::ship(&mut overlay, record) {
+                            Shipped::Applied => report.applied += 1,
+                            Shipped::Duplicate => report.duplicates += 1,
+                            Shipped::Ignored(reason) => {
+                                report.ignored = Some(reason);
+                                break;
+                            }
+                            Shipped::Halted(reason) => {
+                                tracing::error!(seq = record.seq, %reason, "DR shipping HALTED");
+                                report.halted = Some(reason);
+                                break;
+                            }
+                        }
+                    }
+                    replies.push(Applied { results: Vec::new(), shipped: Some(report) });
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     replies.push(Applied::default());
@@ -286,14 +324,14 @@ impl SledStateMachine {
                             raft_index: entry.log_id.index,
                         });
                     }
-                    replies.push(Applied { results });
+                    replies.push(Applied { results, shipped: None });
                 }
             }
         }
         let changes = overlay.into_changes();
         let new_head = changes.meta.as_ref().map(|m| m.journal);
         let mut batch = sled::Batch::default();
-        changes_to_batch(changes, &mut batch);
+        changes_to_batch(tree, changes, &mut batch);
         put(&mut batch, keys::META_APPLIED, &last_applied);
         if let Some(membership) = &membership {
             put(&mut batch, keys::META_MEMBERSHIP, membership);
@@ -596,6 +634,18 @@ impl StateReader {
             .map(|item| {
                 let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
                 must_decode("account", &key, &value)
+            })
+            .collect()
+    }
+
+    /// Site log entries from `from_seq`, at most `limit`.
+    pub fn site_log(&self, from_seq: u64, limit: usize) -> Vec<SiteLogEntry> {
+        let tree = self.tree();
+        tree.range(keys::site_log(from_seq.max(1))..keys::site_log(u64::MAX))
+            .take(limit)
+            .map(|item| {
+                let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
+                must_decode("site log entry", &key, &value)
             })
             .collect()
     }

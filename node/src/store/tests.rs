@@ -104,6 +104,7 @@ async fn history_pages_read_back_from_any_index() {
         role: SiteRole::Active,
         epoch: 1,
         upstream: vec![],
+        dual_control: false,
     }));
     let accounts = envelope(Command::CreateAccounts(vec![account("a"), account("b")]));
     sm.apply(vec![entry(1, vec![bootstrap, accounts])]).await.unwrap();

@@ -402,7 +402,13 @@ pub fn dec(s: &str) -> Decimal {
 }
 
 pub fn bootstrap(name: &str, role: SiteRole) -> Command {
-    Command::Site(SiteCommand::Bootstrap { name: name.into(), role, epoch: 1, upstream: vec![] })
+    Command::Site(SiteCommand::Bootstrap {
+        name: name.into(),
+        role,
+        epoch: 1,
+        upstream: vec!["upstream:1".into()],
+        dual_control: false,
+    })
 }
 
 /// A plain account (no flags, no overdraft, no personal data, code 100).

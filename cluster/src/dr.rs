@@ -1,0 +1,588 @@
+//! The DR operator commands, as functions: `ledger-cluster dr ...` calls them, and so do the
+//! chaos drills, so drills exercise exactly what SREs run.
+//!
+//! - [`approve`]: one operator approves a request id for an action on every reachable site
+//!   (dual control: promote, switchover and failback need two different operators).
+//! - [`switchover`]: planned, zero loss: fence the active site, wait until the standby holds
+//!   every record, promote it (epoch + 1), demote the old active site to its standby.
+//! - [`promote_force`]: the active site is gone: promote the standby with what it has, and
+//!   report the RPO point (last shipped seq and its ledger time).
+//! - [`failback`]: the old active site is back: fence it if it still thinks it is active,
+//!   find the branch point, export its records past it as a reconciliation report (JSON and
+//!   CSV), then resync it from the active site as a standby.
+
+use std::path::Path;
+use std::path::PathBuf;
+use std::time::Duration;
+use std::time::Instant;
+
+use ledger_client::ClientConfig;
+use ledger_client::LedgerClient;
+use ledger_client::audit::decode_record;
+use ledger_client::proto as pb;
+use ledger_core::command::Command;
+use ledger_core::command::Outcome;
+use ledger_core::journal::JournalRecord;
+use ledger_core::transfer::TransferKind;
+use serde::Serialize;
+
+use crate::topology::Topology;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DrError {
+    #[error("no site {0} in the topology")]
+    UnknownSite(String),
+    #[error("{0}")]
+    Client(#[from] ledger_client::ClientError),
+    #[error("journal stream: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error("audit: {0}")]
+    Audit(#[from] ledger_client::audit::AuditError),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("timed out after {0:?} waiting for {1}")]
+    Timeout(Duration, String),
+    #[error("writing the report {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+}
+
+/// How the operator reaches the sites.
+#[derive(Clone)]
+pub struct Sites {
+    pub topology: Topology,
+    /// A client configuration without endpoints (TLS identity of the operator).
+    pub config: ClientConfig,
+    /// Deadline of each waiting step.
+    pub timeout: Duration,
+}
+
+/// One timed step of an operation.
+#[derive(Clone, Debug, Serialize)]
+pub struct Step {
+    pub step: String,
+    pub ms: u64,
+    pub detail: String,
+}
+
+struct Steps {
+    started: Instant,
+    last: Instant,
+    steps: Vec<Step>,
+}
+
+impl Steps {
+    fn new() -> Steps {
+        let now = Instant::now();
+        Steps { started: now, last: now, steps: Vec::new() }
+    }
+
+    fn done(&mut self, step: &str, detail: impl Into<String>) {
+        let now = Instant::now();
+        self.steps.push(Step { step: step.into(), ms: (now - self.last).as_millis() as u64, detail: detail.into() });
+        self.last = now;
+    }
+
+    fn total_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+impl Sites {
+    fn endpoints(&self, site: &str) -> Result<Vec<String>, DrError> {
+        Ok(self.topology.site(site).ok_or_else(|| DrError::UnknownSite(site.into()))?.endpoints())
+    }
+
+    /// A client of every node of `site` (writes and site operations are forwarded to its
+    /// leader by whichever node answers).
+    pub fn client(&self, site: &str) -> Result<LedgerClient, DrError> {
+        Ok(LedgerClient::new(ClientConfig { endpoints: self.endpoints(site)?, ..self.config.clone() })?)
+    }
+
+    /// The status of the best-informed reachable node of `site` (highest applied index).
+    pub async fn status(&self, site: &str) -> Result<pb::NodeStatus, DrError> {
+        let mut best: Option<pb::NodeStatus> = None;
+        let mut last_error = None;
+        for endpoint in self.endpoints(site)? {
+            let client = LedgerClient::new(ClientConfig { endpoints: vec![endpoint], ..self.config.clone() })?;
+            match client.status_once(Duration::from_secs(2)).await {
+                Ok(status) => {
+                    if best.as_ref().is_none_or(|b| status.applied_index > b.applied_index) {
+                        best = Some(status);
+                    }
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match (best, last_error) {
+            (Some(status), _) => Ok(status),
+            (None, Some(e)) => Err(e.into()),
+            (None, None) => Err(DrError::Precondition(format!("site {site} has no nodes"))),
+        }
+    }
+
+    /// Runs one site operation on `site`.
+    pub async fn operate(
+        &self,
+        site: &str,
+        request: pb::SiteOperationRequest,
+    ) -> Result<pb::SiteOperationResponse, DrError> {
+        let client = self.client(site)?;
+        Ok(client.site_operation(request).await?)
+    }
+
+    async fn poll<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T, DrError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(value) = f().await {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                return Err(DrError::Timeout(self.timeout, what.to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn site_of(status: &pb::NodeStatus) -> pb::SiteInfo {
+    status.site.clone().unwrap_or_default()
+}
+
+fn head_of(status: &pb::NodeStatus) -> pb::JournalHead {
+    status.journal_head.clone().unwrap_or_default()
+}
+
+/// Records one operator's approval of `request_id` for `action` on each reachable site of
+/// `sites`. Returns the sites that recorded it.
+pub async fn approve(
+    sites: &Sites,
+    site_names: &[String],
+    request_id: &str,
+    action: &str,
+) -> Result<Vec<String>, DrError> {
+    let mut recorded = Vec::new();
+    let mut last_error = None;
+    for site in site_names {
+        let request = pb::SiteOperationRequest {
+            kind: pb::SiteOperationKind::Approve as i32,
+            request_id: request_id.into(),
+            action: action.into(),
+            ..Default::default()
+        };
+        match sites.operate(site, request).await {
+            Ok(_) => recorded.push(site.clone()),
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match (recorded.is_empty(), last_error) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(recorded),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SwitchoverReport {
+    pub from: String,
+    pub to: String,
+    /// The old active site's last journal seq (its fence record).
+    pub fenced_at_seq: u64,
+    pub new_epoch: u64,
+    /// The new active site's first record (its promotion).
+    pub promoted_at_seq: u64,
+    /// Acknowledged writes lost: none, by construction (the standby held every record).
+    pub records_lost: u64,
+    pub total_ms: u64,
+    pub steps: Vec<Step>,
+}
+
+/// Planned switchover from the active site `from` to its standby `to`.
+pub async fn switchover(sites: &Sites, from: &str, to: &str, request_id: &str) -> Result<SwitchoverReport, DrError> {
+    let mut steps = Steps::new();
+    let before = sites.status(from).await?;
+    let target = sites.status(to).await?;
+    if site_of(&before).role != "active" || site_of(&target).role != "standby" || site_of(&target).active_site != from {
+        return Err(DrError::Precondition(format!(
+            "switchover needs {from} active and {to} its standby; they are {} and {} (following {:?})",
+            site_of(&before).role,
+            site_of(&target).role,
+            site_of(&target).active_site
+        )));
+    }
+    let fence = pb::SiteOperationRequest { kind: pb::SiteOperationKind::Fence as i32, ..Default::default() };
+    let fenced = sites.operate(from, fence).await?;
+    let fenced_head = fenced.journal_head.unwrap_or_default();
+    steps.done("fence", format!("{from} fenced at seq {}", fenced_head.seq));
+
+    sites
+        .poll(&format!("{to} to hold every record up to seq {}", fenced_head.seq), || async {
+            let status = sites.status(to).await.ok()?;
+            (head_of(&status) == fenced_head).then_some(())
+        })
+        .await?;
+    steps.done("catch-up", format!("{to} holds seq {}", fenced_head.seq));
+
+    let epoch = site_of(&before).epoch.max(site_of(&target).epoch).max(site_of(&target).active_epoch) + 1;
+    let promote = pb::SiteOperationRequest {
+        kind: pb::SiteOperationKind::Promote as i32,
+        epoch,
+        forced: false,
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    let promoted = match sites.operate(to, promote).await {
+        Ok(promoted) => promoted,
+        Err(e) => {
+            // Abort: the old active site takes writes again; nothing changed elsewhere.
+            let unfence =
+                pb::SiteOperationRequest { kind: pb::SiteOperationKind::Unfence as i32, ..Default::default() };
+            let unfenced = sites.operate(from, unfence).await;
+            return Err(DrError::Precondition(format!(
+                "switchover aborted: promoting {to} failed ({e}); {from} {}",
+                if unfenced.is_ok() {
+                    "is unfenced and active again"
+                } else {
+                    "could NOT be unfenced: run `dr unfence`"
+                }
+            )));
+        }
+    };
+    steps.done("promote", format!("{to} active at epoch {epoch}, record {}", promoted.journal_seq));
+
+    let demote = pb::SiteOperationRequest {
+        kind: pb::SiteOperationKind::Demote as i32,
+        epoch,
+        active_site: to.into(),
+        upstream: sites.endpoints(to)?,
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    sites.operate(from, demote).await?;
+    steps.done("demote", format!("{from} standby of {to}"));
+    Ok(SwitchoverReport {
+        from: from.into(),
+        to: to.into(),
+        fenced_at_seq: fenced_head.seq,
+        new_epoch: epoch,
+        promoted_at_seq: promoted.journal_seq,
+        records_lost: 0,
+        total_ms: steps.total_ms(),
+        steps: steps.steps,
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PromoteReport {
+    pub site: String,
+    pub new_epoch: u64,
+    /// The RPO point: the last record shipped from the lost site, and its ledger time.
+    pub rpo_seq: u64,
+    pub rpo_ledger_time_ms: u64,
+    /// Records known to be missing (from the last lag measurement, if any).
+    pub lag_records_last_seen: u64,
+    pub lag_ms_last_seen: u64,
+    pub promoted_at_seq: u64,
+    pub total_ms: u64,
+    pub steps: Vec<Step>,
+}
+
+/// Failover: promote the standby `site` without the active site's consent.
+pub async fn promote_force(sites: &Sites, site: &str, request_id: &str) -> Result<PromoteReport, DrError> {
+    let mut steps = Steps::new();
+    let status = sites.status(site).await?;
+    let info = site_of(&status);
+    if info.role != "standby" {
+        return Err(DrError::Precondition(format!("site {site} is {}, not a standby", info.role)));
+    }
+    let lag = info.dr_lag.clone().unwrap_or_default();
+    let epoch = info.epoch.max(info.active_epoch) + 1;
+    let promote = pb::SiteOperationRequest {
+        kind: pb::SiteOperationKind::Promote as i32,
+        epoch,
+        forced: true,
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    let promoted = sites.operate(site, promote).await?;
+    let after = promoted.site.clone().unwrap_or_default();
+    steps.done("promote", format!("{site} active at epoch {epoch}"));
+    Ok(PromoteReport {
+        site: site.into(),
+        new_epoch: epoch,
+        rpo_seq: after.watermark_seq,
+        rpo_ledger_time_ms: after.watermark_time_ms,
+        lag_records_last_seen: lag.records,
+        lag_ms_last_seen: lag.ms,
+        promoted_at_seq: promoted.journal_seq,
+        total_ms: steps.total_ms(),
+        steps: steps.steps,
+    })
+}
+
+/// One row of a reconciliation report: an item of a record lost in the failover.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReconciliationRow {
+    pub seq: u64,
+    pub ledger_time_ms: u64,
+    pub origin_site: String,
+    pub origin_epoch: u64,
+    pub caller: String,
+    pub command: String,
+    /// Transfer or account id ("" for records without items).
+    pub id: String,
+    pub kind: String,
+    pub debit_account_id: String,
+    pub credit_account_id: String,
+    pub amount: String,
+    pub currency: String,
+    pub pending_id: String,
+    pub result: String,
+}
+
+fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
+    let base = ReconciliationRow {
+        seq: record.seq,
+        ledger_time_ms: record.ledger_time_ms,
+        origin_site: record.origin.site.clone(),
+        origin_epoch: record.origin.epoch,
+        caller: record.caller.clone(),
+        command: record.command.name().into(),
+        id: String::new(),
+        kind: String::new(),
+        debit_account_id: String::new(),
+        credit_account_id: String::new(),
+        amount: String::new(),
+        currency: String::new(),
+        pending_id: String::new(),
+        result: String::new(),
+    };
+    let items = record.outcome.items();
+    let result = |i: usize| {
+        items
+            .get(i)
+            .map_or(String::new(), |r| if r.replayed { format!("{} (replayed)", r.code) } else { r.code.to_string() })
+    };
+    match &record.command {
+        Command::CreateTransfers { transfers, .. } => transfers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| ReconciliationRow {
+                id: t.id.0.clone(),
+                kind: t.kind.name().into(),
+                debit_account_id: t.debit_account_id.0.clone(),
+                credit_account_id: t.credit_account_id.0.clone(),
+                amount: t.amount.to_string(),
+                currency: t.currency.clone().unwrap_or_default(),
+                pending_id: match &t.kind {
+                    TransferKind::PostPending { pending_id } | TransferKind::VoidPending { pending_id } => {
+                        pending_id.0.clone()
+                    }
+                    _ => String::new(),
+                },
+                result: result(i),
+                ..base.clone()
+            })
+            .collect(),
+        Command::CreateAccounts(accounts) => accounts
+            .iter()
+            .enumerate()
+            .map(|(i, a)| ReconciliationRow {
+                id: a.id.0.clone(),
+                kind: "account".into(),
+                currency: a.currency.clone(),
+                result: result(i),
+                ..base.clone()
+            })
+            .collect(),
+        Command::UpdateAccounts(updates) => updates
+            .iter()
+            .enumerate()
+            .map(|(i, u)| ReconciliationRow {
+                id: u.id.0.clone(),
+                kind: format!("{:?}", u.action).to_lowercase(),
+                result: result(i),
+                ..base.clone()
+            })
+            .collect(),
+        Command::ExpirePending => match &record.outcome {
+            Outcome::Expired(ids) => ids
+                .iter()
+                .map(|id| ReconciliationRow {
+                    id: id.0.clone(),
+                    kind: "expired".into(),
+                    result: "ok".into(),
+                    ..base.clone()
+                })
+                .collect(),
+            _ => vec![base],
+        },
+        Command::Site(_) | Command::Admin(_) => vec![base],
+    }
+}
+
+fn csv_field(value: &str) -> String {
+    if value.contains([',', '"', '\n']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value.to_string() }
+}
+
+/// Writes `rows` as `reconciliation.json` and `reconciliation.csv` under `dir`.
+fn write_report(dir: &Path, report: &FailbackReport) -> Result<(PathBuf, PathBuf), DrError> {
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| DrError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let json_path = dir.join("reconciliation.json");
+    let json = serde_json::to_string_pretty(report).expect("report serializes");
+    std::fs::write(&json_path, json).map_err(io(&json_path))?;
+    let csv_path = dir.join("reconciliation.csv");
+    let mut csv = String::from(
+        "seq,ledger_time_ms,origin_site,origin_epoch,caller,command,id,kind,debit_account_id,credit_account_id,amount,currency,pending_id,result\n",
+    );
+    for r in &report.rows {
+        let fields = [
+            r.seq.to_string(),
+            r.ledger_time_ms.to_string(),
+            r.origin_site.clone(),
+            r.origin_epoch.to_string(),
+            r.caller.clone(),
+            r.command.clone(),
+            r.id.clone(),
+            r.kind.clone(),
+            r.debit_account_id.clone(),
+            r.credit_account_id.clone(),
+            r.amount.clone(),
+            r.currency.clone(),
+            r.pending_id.clone(),
+            r.result.clone(),
+        ];
+        csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+        csv.push('\n');
+    }
+    std::fs::write(&csv_path, csv).map_err(io(&csv_path))?;
+    Ok((json_path, csv_path))
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct FailbackReport {
+    pub old_site: String,
+    pub active_site: String,
+    pub epoch: u64,
+    /// The last seq both sites hold identically.
+    pub branch_seq: u64,
+    /// Records of the old site after the branch point: lost in the failover.
+    pub lost_records: u64,
+    /// Transfer items among them that had been applied (acknowledged to their callers).
+    pub lost_transfers_applied: u64,
+    pub json_report: String,
+    pub csv_report: String,
+    pub total_ms: u64,
+    pub steps: Vec<Step>,
+    pub rows: Vec<ReconciliationRow>,
+}
+
+/// The whole journal of `site` from `from_seq`.
+async fn read_records(sites: &Sites, site: &str, from_seq: u64) -> Result<Vec<JournalRecord>, DrError> {
+    let mut stream = sites.client(site)?.read_journal(from_seq, 0, false).await?;
+    let mut records = Vec::new();
+    while let Some(record) = stream.message().await? {
+        records.push(decode_record(records.len() as u64, &record)?);
+    }
+    Ok(records)
+}
+
+/// Failback of `old` (the site that lost a failover) under `active`: fence, export what
+/// diverged, resync. The reports go to `report_dir`.
+pub async fn failback(
+    sites: &Sites,
+    old: &str,
+    active: &str,
+    request_id: &str,
+    report_dir: &Path,
+) -> Result<FailbackReport, DrError> {
+    let mut steps = Steps::new();
+    let active_status = sites.status(active).await?;
+    let active_site = site_of(&active_status);
+    if active_site.role != "active" || active_site.fenced {
+        return Err(DrError::Precondition(format!("site {active} is not the active site ({})", active_site.role)));
+    }
+    let epoch = active_site.epoch;
+    // 1. The old site must take no more writes: record the higher epoch there if needed.
+    let old_status = sites.status(old).await?;
+    let old_site = site_of(&old_status);
+    if old_site.role == "active" && old_site.active_epoch < epoch {
+        let observe = pb::SiteOperationRequest {
+            kind: pb::SiteOperationKind::ObserveEpoch as i32,
+            epoch,
+            active_site: active.into(),
+            ..Default::default()
+        };
+        sites.operate(old, observe).await?;
+    }
+    steps.done("fence", format!("{old} knows {active} is active at epoch {epoch}"));
+
+    // 2. The branch point: the last seq both journals share, at most the record before the
+    //    active site's promotion.
+    let old_records = read_records(sites, old, 1).await?;
+    let active_records = read_records(sites, active, 1).await?;
+    let shared = old_records.iter().zip(&active_records).take_while(|(a, b)| a.hash == b.hash).count() as u64;
+    let branch_seq = shared.min(active_site.epoch_changed_at_seq.saturating_sub(1)).min(shared);
+    let lost: Vec<&JournalRecord> = old_records.iter().filter(|r| r.seq > branch_seq).collect();
+    let rows: Vec<ReconciliationRow> = lost.iter().flat_map(|r| rows_of(r)).collect();
+    let lost_transfers_applied = lost
+        .iter()
+        .filter_map(|r| match (&r.command, &r.outcome) {
+            (Command::CreateTransfers { .. }, Outcome::Items(items)) => {
+                Some(items.iter().filter(|i| i.code.is_ok() && !i.replayed).count() as u64)
+            }
+            _ => None,
+        })
+        .sum();
+    steps.done("branch", format!("sites share seq 1..={branch_seq}; {} records of {old} after it", lost.len()));
+
+    let mut report = FailbackReport {
+        old_site: old.into(),
+        active_site: active.into(),
+        epoch,
+        branch_seq,
+        lost_records: lost.len() as u64,
+        lost_transfers_applied,
+        json_report: String::new(),
+        csv_report: String::new(),
+        total_ms: 0,
+        steps: Vec::new(),
+        rows,
+    };
+    let (json, csv) = write_report(report_dir, &report)?;
+    report.json_report = json.display().to_string();
+    report.csv_report = csv.display().to_string();
+    // Rewrite with the paths filled in.
+    write_report(report_dir, &report)?;
+    steps.done("export", format!("reconciliation report in {}", report_dir.display()));
+
+    // 3. Resync the old site as a standby of the active one.
+    let resync = pb::SiteOperationRequest {
+        kind: pb::SiteOperationKind::Resync as i32,
+        epoch,
+        active_site: active.into(),
+        upstream: sites.endpoints(active)?,
+        request_id: request_id.into(),
+        ..Default::default()
+    };
+    sites.operate(old, resync).await?;
+    steps.done("resync", format!("{old} is a standby of {active}, reshipping from seq 1"));
+    let target = head_of(&sites.status(active).await?).seq;
+    sites
+        .poll(&format!("{old} to reship up to seq {target}"), || async {
+            let status = sites.status(old).await.ok()?;
+            (head_of(&status).seq >= target).then_some(())
+        })
+        .await?;
+    steps.done("reship", format!("{old} holds seq {target}"));
+    report.total_ms = steps.total_ms();
+    report.steps = steps.steps;
+    write_report(report_dir, &report)?;
+    Ok(report)
+}
