@@ -2,4 +2,5 @@
 //! invariant checker, fault injection and the drills that combine them into RPO/RTO reports.
 
 pub mod invariants;
+pub mod proxy;
 pub mod workload;

@@ -297,7 +297,7 @@ pub async fn promote_force(sites: &Sites, site: &str, request_id: &str) -> Resul
     if info.role != "standby" {
         return Err(DrError::Precondition(format!("site {site} is {}, not a standby", info.role)));
     }
-    let lag = info.dr_lag.clone().unwrap_or_default();
+    let lag = info.dr_lag.unwrap_or_default();
     let epoch = info.epoch.max(info.active_epoch) + 1;
     let promote = pb::SiteOperationRequest {
         kind: pb::SiteOperationKind::Promote as i32,
@@ -340,6 +340,10 @@ pub struct ReconciliationRow {
     pub currency: String,
     pub pending_id: String,
     pub result: String,
+    /// "lost": applied on the old site only, to reconcile; "present_on_active_site": the same
+    /// transfer was resubmitted and applied on the active site (nothing to do);
+    /// "not_applied": rejected on the old site (informational).
+    pub status: String,
 }
 
 fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
@@ -358,6 +362,7 @@ fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
         currency: String::new(),
         pending_id: String::new(),
         result: String::new(),
+        status: String::new(),
     };
     let items = record.outcome.items();
     let result = |i: usize| {
@@ -423,6 +428,22 @@ fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
     }
 }
 
+/// Ids of transfers applied (ok, fresh) by these records.
+fn applied_transfer_ids(records: &[JournalRecord]) -> std::collections::BTreeSet<&str> {
+    let mut ids = std::collections::BTreeSet::new();
+    for record in records {
+        if let (Command::CreateTransfers { transfers, .. }, Outcome::Items(items)) = (&record.command, &record.outcome)
+        {
+            for (t, r) in transfers.iter().zip(items) {
+                if r.code.is_ok() {
+                    ids.insert(t.id.0.as_str());
+                }
+            }
+        }
+    }
+    ids
+}
+
 fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value.to_string() }
 }
@@ -439,7 +460,7 @@ fn write_report(dir: &Path, report: &FailbackReport) -> Result<(PathBuf, PathBuf
     std::fs::write(&json_path, json).map_err(io(&json_path))?;
     let csv_path = dir.join("reconciliation.csv");
     let mut csv = String::from(
-        "seq,ledger_time_ms,origin_site,origin_epoch,caller,command,id,kind,debit_account_id,credit_account_id,amount,currency,pending_id,result\n",
+        "seq,ledger_time_ms,origin_site,origin_epoch,caller,command,id,kind,debit_account_id,credit_account_id,amount,currency,pending_id,result,status\n",
     );
     for r in &report.rows {
         let fields = [
@@ -457,6 +478,7 @@ fn write_report(dir: &Path, report: &FailbackReport) -> Result<(PathBuf, PathBuf
             r.currency.clone(),
             r.pending_id.clone(),
             r.result.clone(),
+            r.status.clone(),
         ];
         csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         csv.push('\n');
@@ -474,8 +496,11 @@ pub struct FailbackReport {
     pub branch_seq: u64,
     /// Records of the old site after the branch point: lost in the failover.
     pub lost_records: u64,
-    /// Transfer items among them that had been applied (acknowledged to their callers).
+    /// Transfer items among them applied on the old site and not on the active site: the
+    /// transfers lost in the failover, each a row with status "lost".
     pub lost_transfers_applied: u64,
+    /// Transfers of the old site's tail that were resubmitted and applied on the active site.
+    pub resubmitted_transfers: u64,
     pub json_report: String,
     pub csv_report: String,
     pub total_ms: u64,
@@ -530,16 +555,23 @@ pub async fn failback(
     let shared = old_records.iter().zip(&active_records).take_while(|(a, b)| a.hash == b.hash).count() as u64;
     let branch_seq = shared.min(active_site.epoch_changed_at_seq.saturating_sub(1)).min(shared);
     let lost: Vec<&JournalRecord> = old_records.iter().filter(|r| r.seq > branch_seq).collect();
-    let rows: Vec<ReconciliationRow> = lost.iter().flat_map(|r| rows_of(r)).collect();
-    let lost_transfers_applied = lost
-        .iter()
-        .filter_map(|r| match (&r.command, &r.outcome) {
-            (Command::CreateTransfers { .. }, Outcome::Items(items)) => {
-                Some(items.iter().filter(|i| i.code.is_ok() && !i.replayed).count() as u64)
-            }
-            _ => None,
-        })
-        .sum();
+    let on_active = applied_transfer_ids(&active_records);
+    let mut rows: Vec<ReconciliationRow> = lost.iter().flat_map(|r| rows_of(r)).collect();
+    for row in &mut rows {
+        let applied_here = row.result == "ok";
+        row.status = match (row.command.as_str(), applied_here, on_active.contains(row.id.as_str())) {
+            ("create_transfers", true, true) => "present_on_active_site",
+            ("create_transfers", true, false) => "lost",
+            ("create_transfers", false, _) => "not_applied",
+            (_, true, _) => "lost",
+            _ => "not_applied",
+        }
+        .into();
+    }
+    let lost_transfers_applied =
+        rows.iter().filter(|r| r.command == "create_transfers" && r.status == "lost").count() as u64;
+    let resubmitted_transfers =
+        rows.iter().filter(|r| r.command == "create_transfers" && r.status == "present_on_active_site").count() as u64;
     steps.done("branch", format!("sites share seq 1..={branch_seq}; {} records of {old} after it", lost.len()));
 
     let mut report = FailbackReport {
@@ -549,6 +581,7 @@ pub async fn failback(
         branch_seq,
         lost_records: lost.len() as u64,
         lost_transfers_applied,
+        resubmitted_transfers,
         json_report: String::new(),
         csv_report: String::new(),
         total_ms: 0,

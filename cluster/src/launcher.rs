@@ -76,6 +76,9 @@ pub struct LocalCluster {
     pub certs: Option<CertsDir>,
     /// The client identity this handle's clients present (a name under `certs/clients`).
     pub identity: String,
+    /// Upstream endpoints a standby site is bootstrapped with, instead of the active site's
+    /// client endpoints (fault proxies in tests and drills).
+    pub upstreams: BTreeMap<String, Vec<String>>,
 }
 
 impl LocalCluster {
@@ -112,6 +115,7 @@ impl LocalCluster {
             hook: None,
             certs,
             identity: "admin".into(),
+            upstreams: BTreeMap::new(),
         })
     }
 
@@ -373,7 +377,11 @@ impl LocalCluster {
                 matched_index: 0,
             })
             .collect();
-        let upstream = if site.role == "standby" { self.topology.active_site().endpoints() } else { Vec::new() };
+        let upstream = match (site.role.as_str(), self.upstreams.get(&site.name)) {
+            ("standby", Some(upstream)) => upstream.clone(),
+            ("standby", None) => self.topology.active_site().endpoints(),
+            _ => Vec::new(),
+        };
         let request = pb::BootstrapRequest {
             site: site.name.clone(),
             role: site.role.clone(),

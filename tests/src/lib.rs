@@ -9,8 +9,6 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::MutexGuard;
 use std::time::Duration;
 
 use ledger_client::LedgerClient;
@@ -35,7 +33,7 @@ macro_rules! node_bin {
 }
 
 /// One cluster at a time per test process.
-pub static SERIAL: Mutex<()> = Mutex::new(());
+pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Generous deadline for anything a cluster must reach (CI is a noisy 2-core machine).
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -53,12 +51,27 @@ pub struct Spec {
     pub sites: Vec<SiteShape>,
     /// Adjusts each node's configuration after the test defaults.
     pub tweak: Option<ledger_cluster::launcher::ConfigHook>,
+    /// Route every link between sites (shipping, watching) through fault proxies.
+    pub proxied_sites: bool,
 }
 
 impl Spec {
     /// One active site of `n` nodes in zones a, b, c, ...
     pub fn single_site(n: usize) -> Spec {
-        Spec { sites: vec![SiteShape { name: "primary", role: "active", nodes: n }], tweak: None }
+        Spec { sites: vec![SiteShape { name: "primary", role: "active", nodes: n }], tweak: None, proxied_sites: false }
+    }
+
+    /// An active `primary` and a standby `dr` site of three nodes each, their links through
+    /// fault proxies.
+    pub fn primary_and_dr() -> Spec {
+        Spec {
+            sites: vec![
+                SiteShape { name: "primary", role: "active", nodes: 3 },
+                SiteShape { name: "dr", role: "standby", nodes: 3 },
+            ],
+            tweak: None,
+            proxied_sites: true,
+        }
     }
 
     pub fn with_tweak(mut self, tweak: impl Fn(&NodeKey, &mut NodeConfig) + Send + Sync + 'static) -> Spec {
@@ -100,6 +113,61 @@ pub fn topology(shapes: &[SiteShape]) -> Topology {
     topology
 }
 
+/// For every ordered pair of sites, one fault proxy per node of the second (its client port).
+async fn site_links(topology: &Topology) -> BTreeMap<(String, String), Vec<ledger_chaos::proxy::FaultProxy>> {
+    use ledger_chaos::proxy::FaultProxy;
+    use ledger_chaos::proxy::LinkState;
+    let mut links = BTreeMap::new();
+    for from in &topology.sites {
+        for to in topology.sites.iter().filter(|s| s.name != from.name) {
+            let mut proxies = Vec::new();
+            for node in &to.nodes {
+                proxies.push(
+                    FaultProxy::start(&node.client_addr, LinkState::healthy(Duration::ZERO)).await.expect("proxy"),
+                );
+            }
+            links.insert((from.name.clone(), to.name.clone()), proxies);
+        }
+    }
+    links
+}
+
+impl TestCluster {
+    /// Blackholes every link from `from` to `to` (one way).
+    pub fn cut(&self, from: &str, to: &str) {
+        for proxy in &self.links[&(from.to_string(), to.to_string())] {
+            proxy.partition();
+        }
+    }
+
+    /// Heals every link from `from` to `to`.
+    pub fn heal(&self, from: &str, to: &str) {
+        for proxy in &self.links[&(from.to_string(), to.to_string())] {
+            proxy.heal();
+        }
+    }
+
+    /// A handle for the DR operator commands, acting as `identity`.
+    pub fn dr_sites(&self, identity: &str) -> ledger_cluster::dr::Sites {
+        ledger_cluster::dr::Sites {
+            topology: self.cluster.topology.clone(),
+            config: self.cluster.client_config_as(identity, Vec::new()).expect("client config"),
+            timeout: DEADLINE,
+        }
+    }
+
+    /// Two operators approve `request_id` for `action` on every site.
+    pub async fn approve_twice(&self, request_id: &str, action: &str) {
+        let sites: Vec<String> = self.cluster.topology.sites.iter().map(|s| s.name.clone()).collect();
+        for operator in ["operator-1", "operator-2"] {
+            let recorded = ledger_cluster::dr::approve(&self.dr_sites(operator), &sites, request_id, action)
+                .await
+                .expect("approval recorded");
+            assert!(!recorded.is_empty());
+        }
+    }
+}
+
 /// Test timings: faster than production defaults, slow enough for a loaded CI machine.
 pub fn test_defaults(config: &mut NodeConfig) {
     config.raft.heartbeat_ms = 100;
@@ -112,27 +180,48 @@ pub fn test_defaults(config: &mut NodeConfig) {
 
 pub struct TestCluster {
     pub cluster: LocalCluster,
+    /// Fault proxies between sites: `(from, to)` -> one proxy per node of `to` (its client
+    /// port), used by every node of `from`.
+    pub links: BTreeMap<(String, String), Vec<ledger_chaos::proxy::FaultProxy>>,
     dir: Option<tempfile::TempDir>,
-    _serial: MutexGuard<'static, ()>,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl TestCluster {
     /// Starts every node, forms the sites, and waits until each has a leader.
     pub async fn start(node_bin: &str, spec: Spec) -> TestCluster {
-        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let serial = SERIAL.lock().await;
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("warn").try_init();
         let dir = tempfile::Builder::new().prefix("ledger-test-").tempdir().expect("temp dir");
         let topology = topology(&spec.sites);
+        let links = if spec.proxied_sites { site_links(&topology).await } else { BTreeMap::new() };
+        let link_addrs: BTreeMap<(String, String), Vec<String>> =
+            links.iter().map(|(k, proxies)| (k.clone(), proxies.iter().map(|p| p.addr()).collect())).collect();
         let tweak = spec.tweak;
-        let cluster = LocalCluster::new(dir.path(), topology, NodeLauncher::program(node_bin), Security::Tls)
-            .expect("prepare cluster")
-            .with_hook(Box::new(move |key, config| {
-                test_defaults(config);
-                if let Some(tweak) = &tweak {
-                    tweak(key, config);
-                }
-            }));
-        let mut test = TestCluster { cluster, dir: Some(dir), _serial: serial };
+        let peer_addrs = link_addrs.clone();
+        let mut cluster =
+            LocalCluster::new(dir.path(), topology.clone(), NodeLauncher::program(node_bin), Security::Tls)
+                .expect("prepare cluster")
+                .with_hook(Box::new(move |key, config| {
+                    test_defaults(config);
+                    if !peer_addrs.is_empty() {
+                        config.dr.peer_sites = peer_addrs
+                            .iter()
+                            .filter(|((from, _), _)| *from == key.0)
+                            .flat_map(|(_, addrs)| addrs.clone())
+                            .collect();
+                    }
+                    if let Some(tweak) = &tweak {
+                        tweak(key, config);
+                    }
+                }));
+        let active = topology.active_site().name.clone();
+        for site in topology.sites.iter().filter(|s| s.role == "standby") {
+            if let Some(addrs) = link_addrs.get(&(site.name.clone(), active.clone())) {
+                cluster.upstreams.insert(site.name.clone(), addrs.clone());
+            }
+        }
+        let mut test = TestCluster { cluster, links, dir: Some(dir), _serial: serial };
         test.cluster.start_all().expect("start nodes");
         let keys = test.cluster.keys();
         test.cluster.wait_serving(&keys, DEADLINE).await.expect("nodes serve");
@@ -322,7 +411,7 @@ pub async fn must_pass_invariants(
 impl TestCluster {
     /// Starts only the first `n` nodes of the (single) site and forms the group with them.
     pub async fn start_partial(node_bin: &str, spec: Spec, n: usize) -> TestCluster {
-        let serial = SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let serial = SERIAL.lock().await;
         let dir = tempfile::Builder::new().prefix("ledger-test-").tempdir().expect("temp dir");
         let topology = topology(&spec.sites);
         let tweak = spec.tweak;
@@ -334,7 +423,7 @@ impl TestCluster {
                     tweak(key, config);
                 }
             }));
-        let mut test = TestCluster { cluster, dir: Some(dir), _serial: serial };
+        let mut test = TestCluster { cluster, links: BTreeMap::new(), dir: Some(dir), _serial: serial };
         let site = test.cluster.topology.sites[0].name.clone();
         let keys: Vec<NodeKey> = test.cluster.site_keys(&site).into_iter().take(n).collect();
         for key in &keys {

@@ -132,10 +132,19 @@ pub fn write_refusal(site: &SiteState) -> Option<Refusal> {
             epoch: 0,
         });
     }
+    let role = if site.role == SiteRole::Active && site.active_epoch > site.epoch {
+        "superseded (another site is active at a higher epoch)".to_string()
+    } else if site.fenced {
+        "fenced".to_string()
+    } else {
+        site.role.name().to_string()
+    };
+    let active_site =
+        if site.active_site.is_empty() { "(not known yet)".to_string() } else { site.active_site.clone() };
     Some(Refusal::SiteNotWritable {
         site: site.name.clone(),
-        role: if site.fenced { "fenced".to_string() } else { site.role.name().to_string() },
-        active_site: site.active_site.clone(),
+        role,
+        active_site,
         epoch: site.active_epoch.max(site.epoch),
     })
 }

@@ -170,6 +170,8 @@ fn transition(
                 )));
             }
             check_dual_control(site, "promote", request_id, &["promote", "switchover"], now_ms)?;
+            // A halt concerned shipping into this standby; as the active site it ships nothing.
+            next.watermark.halted = None;
             next.role = SiteRole::Active;
             next.epoch = *epoch;
             next.active_site = site.name.clone();
@@ -188,13 +190,18 @@ fn transition(
             }
             check_site_name(active_site)?;
             check_upstream(upstream)?;
-            if *epoch <= site.epoch {
+            if site.writable() {
+                return Err(refuse(format!("site {} still takes writes: fence it first", site.name)));
+            }
+            if *epoch <= site.epoch || *epoch < site.epoch_seen() {
                 return Err(refuse(format!(
-                    "the new active site's epoch {epoch} must be higher than ours ({})",
-                    site.epoch
+                    "the new active site's epoch {epoch} must be above ours ({}) and at least every epoch seen ({})",
+                    site.epoch,
+                    site.epoch_seen()
                 )));
             }
             check_dual_control(site, "demote", request_id, &["switchover"], now_ms)?;
+            next.watermark.halted = None;
             next.role = SiteRole::Standby;
             next.fenced = false;
             next.active_site = active_site.clone();
@@ -208,6 +215,12 @@ fn transition(
             check_upstream(upstream)?;
             if *active_site == site.name {
                 return Err(refuse("a site cannot resync from itself"));
+            }
+            if site.writable() {
+                return Err(refuse(format!(
+                    "site {} still takes writes: fence it (or record the new epoch) before discarding its journal",
+                    site.name
+                )));
             }
             if *epoch < site.epoch_seen() || (*epoch == site.epoch && site.role == SiteRole::Active) {
                 return Err(refuse(format!(
@@ -360,6 +373,15 @@ pub fn ship(store: &mut Overlay<'_>, record: &JournalRecord) -> Shipped {
         return Shipped::Ignored(format!("shipping is halted: {reason}"));
     }
     let head = meta.journal;
+    // A record must carry its own hash: anything altered in transit is refused before it is
+    // compared with what we hold or re-applied.
+    let stored = record.compute_hash();
+    if stored != record.hash {
+        return halt(store, format!("shipped seq {} does not match its own hash: altered in transit", record.seq));
+    }
+    if record.outcome.is_refused() {
+        return halt(store, format!("shipped seq {} carries a refused outcome, which is never journaled", record.seq));
+    }
     if record.seq <= head.seq {
         return match store.journal_record(record.seq) {
             Some(ours) if ours.hash == record.hash => Shipped::Duplicate,

@@ -1359,7 +1359,7 @@ fn site_writability() {
         bootstrap again                              => refused: site primary is already bootstrapped
         create account                               => ok
         standby: bootstrap dr                        => site dr standby epoch 1
-        standby: create account                      => refused: site dr is standby and takes no writes; the active site is  at epoch 1
+        standby: create account                      => refused: site dr is standby and takes no writes; the active site is (not known yet) at epoch 1
         standby: admin event                         => recorded
     "#]]
     .assert_eq(&l.take_log());

@@ -29,6 +29,8 @@ pub struct Lag {
     pub upstream_head_seq: u64,
     /// Wall clock of the last successful measurement.
     pub measured_at_ms: u64,
+    /// Ledger time of the oldest record the standby lacks (active site's view), if any.
+    pub oldest_missing_ms: Option<u64>,
 }
 
 /// The DR lag shared between the shipper or watcher and the API.
@@ -55,11 +57,17 @@ impl DrMonitor {
         self.lag.lock().expect("lock is never poisoned").clone()
     }
 
-    /// The lag is within 10% of the ceiling: the active site refuses new writes (if enabled).
+    /// Whether a write accepted now would take the lag within 10% of the ceiling: the lag a
+    /// new record adds is measured from the oldest record the standby lacks to now, so the
+    /// refusal comes before the ceiling, not after a measurement notices it was passed.
     pub fn throttled(&self) -> bool {
+        if !self.config.throttle {
+            return false;
+        }
         let lag = self.lag();
+        let Some(oldest_missing_ms) = lag.oldest_missing_ms else { return false };
         let margin = self.config.lag_ceiling_ms / 10;
-        self.config.throttle && lag.records > 0 && lag.ms + margin >= self.config.lag_ceiling_ms
+        crate::raft::replica::now_ms().saturating_sub(oldest_missing_ms) + margin >= self.config.lag_ceiling_ms
     }
 
     pub fn to_proto(&self) -> pb::DrLag {

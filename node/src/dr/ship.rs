@@ -208,6 +208,12 @@ impl JournalShipper {
         let ours = self.replica.reader.meta();
         let records = head.seq.saturating_sub(ours.journal.seq);
         let ms = if records > 0 { head.ledger_time_ms.saturating_sub(ours.site.watermark.ledger_time_ms) } else { 0 };
-        self.monitor.set(Lag { records, ms, upstream_head_seq: head.seq, measured_at_ms: now_ms() });
+        self.monitor.set(Lag {
+            records,
+            ms,
+            upstream_head_seq: head.seq,
+            measured_at_ms: now_ms(),
+            oldest_missing_ms: None,
+        });
     }
 }

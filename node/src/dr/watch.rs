@@ -1,4 +1,6 @@
-//! `SiteWatcher`: on the leader of an active site, polls every node of the other sites.
+//! `SiteWatcher`: on every node of an active site, polls every node of the other sites (each
+//! node measures the lag itself, so any node can refuse writes when throttling; only the
+//! leader proposes).
 //!
 //! - A site that is active at a higher epoch than any we have seen means we were failed over:
 //!   we propose `ObserveEpoch`, after which our state machine refuses every write (fencing).
@@ -43,7 +45,7 @@ impl SiteWatcher {
         loop {
             tick.tick().await;
             let meta = self.replica.reader.meta();
-            if !self.replica.is_leader() || meta.site.role != SiteRole::Active {
+            if meta.site.role != SiteRole::Active {
                 watermark = None;
                 continue;
             }
@@ -51,7 +53,11 @@ impl SiteWatcher {
             for endpoint in &self.monitor.config.peer_sites {
                 let Some(status) = self.status(endpoint).await else { continue };
                 let site = status.site.unwrap_or_default();
-                if site.role == "active" && site.name != meta.site.name && site.epoch > meta.site.epoch_seen() {
+                if site.role == "active"
+                    && site.name != meta.site.name
+                    && site.epoch > meta.site.epoch_seen()
+                    && self.replica.is_leader()
+                {
                     self.observe(&site.name, site.epoch).await;
                 }
                 if site.role == "standby" && site.active_site == meta.site.name {
@@ -70,15 +76,21 @@ impl SiteWatcher {
             let head = meta.journal;
             let (dr_seq, dr_time) = watermark.unwrap_or((0, 0));
             let records = head.seq.saturating_sub(dr_seq);
-            let ms = if records == 0 {
-                0
+            let oldest_missing_ms = if records == 0 {
+                None
             } else {
                 // The standby holds up to dr_seq; the oldest record it lacks is dr_seq + 1.
                 let oldest_missing = self.replica.reader.journal(dr_seq + 1, 1);
-                let since = oldest_missing.first().map_or(dr_time, |r| r.ledger_time_ms.max(dr_time));
-                head.ledger_time_ms.saturating_sub(since)
+                Some(oldest_missing.first().map_or(dr_time, |r| r.ledger_time_ms.max(dr_time)))
             };
-            self.monitor.set(Lag { records, ms, upstream_head_seq: head.seq, measured_at_ms: last_heard_ms });
+            let ms = oldest_missing_ms.map_or(0, |since| head.ledger_time_ms.saturating_sub(since));
+            self.monitor.set(Lag {
+                records,
+                ms,
+                upstream_head_seq: head.seq,
+                measured_at_ms: last_heard_ms,
+                oldest_missing_ms,
+            });
         }
     }
 

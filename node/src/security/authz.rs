@@ -108,7 +108,11 @@ pub fn allows(role: Role, action: Action) -> bool {
         Writer => matches!(action, WriteLedger | ReadLedger | ReadPersonalData | ReadStatus | ReadJournalHead),
         Reader => matches!(action, ReadLedger | ReadStatus | ReadJournalHead),
         Auditor => matches!(action, ReadLedger | ReadStatus | ReadJournal | ReadJournalHead | ReadSiteLog),
-        Operator => matches!(action, ReadStatus | OperateCluster | OperateSite | ReadJournalHead | ReadSiteLog),
+        // Operators read journals to ship, compare and reconcile sites; personal data in them
+        // is sealed.
+        Operator => {
+            matches!(action, ReadStatus | OperateCluster | OperateSite | ReadJournal | ReadJournalHead | ReadSiteLog)
+        }
         // Peers read the journal (DR shipping) and status (followers of the active site).
         Node => matches!(action, ReadStatus | ReadJournal | ReadJournalHead),
     }
