@@ -201,10 +201,15 @@ enum JournalCmd {
         #[arg(long, default_value_t = 1)]
         from: u64,
     },
-    /// Recompute the hash chain from genesis (from a node's stream, or an exported file).
+    /// Recompute the hash chain from genesis (from a node's stream, or an exported file),
+    /// replay the balances independently (and compare them with the node's), and compare
+    /// the heads of other nodes and sites with the verified chain.
     Verify {
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Endpoints whose heads to compare (default: --endpoints).
+        #[arg(long, value_delimiter = ',')]
+        compare: Vec<String>,
     },
 }
 
@@ -233,6 +238,10 @@ fn unique_id(prefix: &str) -> String {
 }
 
 fn client(cli: &Cli) -> anyhow::Result<LedgerClient> {
+    Ok(LedgerClient::new(client_config(cli)?)?)
+}
+
+fn client_config(cli: &Cli) -> anyhow::Result<ClientConfig> {
     let mut config = ClientConfig::insecure(cli.endpoints.clone());
     match (&cli.ca, &cli.cert, &cli.key) {
         (Some(ca), Some(cert), Some(key)) => {
@@ -244,7 +253,7 @@ fn client(cli: &Cli) -> anyhow::Result<LedgerClient> {
         (None, None, None) => bail!("pass --ca, --cert and --key (or --insecure for a plaintext cluster)"),
         _ => bail!("--ca, --cert and --key go together"),
     }
-    Ok(LedgerClient::new(config)?)
+    Ok(config)
 }
 
 fn code_name(code: i32) -> String {
@@ -610,58 +619,89 @@ async fn journal(cli: &Cli, client: &LedgerClient, cmd: &JournalCmd) -> anyhow::
             eprintln!("exported {n} records to {}", out.display());
             Ok(0)
         }
-        JournalCmd::Verify { file } => {
-            let mut verifier = audit::ChainVerifier::default();
-            let mut check = |position: u64, record: &pb::JournalRecord| -> anyhow::Result<()> {
-                let decoded = audit::decode_record(position, record)?;
-                verifier.push(&decoded).map_err(|e| anyhow::anyhow!("chain broken: {e}"))?;
-                Ok(())
-            };
-            let result: anyhow::Result<()> = async {
-                match file {
-                    Some(path) => {
-                        let text =
-                            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                        for (i, line) in text.lines().enumerate() {
-                            let value: serde_json::Value = serde_json::from_str(line)?;
-                            let canonical = hex::decode(value["canonical"].as_str().unwrap_or(""))?;
-                            let record = pb::JournalRecord {
-                                seq: value["seq"].as_u64().unwrap_or(0),
-                                ledger_time_ms: value["ledger_time_ms"].as_u64().unwrap_or(0),
-                                origin_site: value["origin_site"].as_str().unwrap_or("").into(),
-                                prev_hash: hex::decode(value["prev_hash"].as_str().unwrap_or(""))?,
-                                hash: hex::decode(value["hash"].as_str().unwrap_or(""))?,
-                                canonical,
-                                ..Default::default()
-                            };
-                            check(i as u64, &record)?;
+        JournalCmd::Verify { file, compare } => {
+            let mut verifier = audit::verify::Verifier::default();
+            match file {
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    for (i, line) in text.lines().enumerate() {
+                        let record = match audit::verify::parse_export_line(line) {
+                            Ok(record) => record,
+                            Err(reason) => {
+                                verifier.report.first_bad =
+                                    Some(audit::verify::BadRecord { position: i as u64, seq: None, reason });
+                                break;
+                            }
+                        };
+                        if !verifier.push(i as u64, &record) {
+                            break;
                         }
                     }
-                    None => {
-                        let mut stream = client.read_journal(1, 0, false).await?;
-                        let mut position = 0;
+                    verifier.finish();
+                }
+                None => {
+                    // Read to the end, check balances at that point; if the node moved on
+                    // meanwhile, read the rest and check again (a few rounds at most).
+                    let mut position = 0u64;
+                    for _ in 0..5 {
+                        let mut stream = client.read_journal(position + 1, 0, false).await?;
                         while let Some(record) = stream.message().await? {
-                            check(position, &record)?;
+                            if !verifier.push(position, &record) {
+                                break;
+                            }
                             position += 1;
                         }
+                        verifier.finish();
+                        if verifier.report.first_bad.is_some() || verifier.check_balances(&client).await? {
+                            break;
+                        }
                     }
                 }
-                Ok(())
             }
-            .await;
-            match result {
-                Ok(()) => {
+            let endpoints = if compare.is_empty() { client.endpoints() } else { compare.clone() };
+            let config = client_config(&cli)?;
+            verifier.compare_heads(&config, &endpoints).await;
+            let report = &verifier.report;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(report)?);
+            } else {
+                match &report.first_bad {
+                    None => println!(
+                        "chain: OK, {} records from genesis, head seq {} {}",
+                        report.records, report.head_seq, report.head_hash
+                    ),
+                    Some(bad) => println!(
+                        "chain: FAILED at record {} (line {}{}): {}\n       {} records before it verify",
+                        bad.position + 1,
+                        bad.position + 1,
+                        bad.seq.map(|s| format!(", seq {s}")).unwrap_or_default(),
+                        bad.reason,
+                        report.records
+                    ),
+                }
+                for line in &report.conservation {
+                    println!("replay: {line}");
+                }
+                if file.is_none() {
                     println!(
-                        "OK: {} records, head seq {} hash {}",
-                        verifier.records, verifier.head.seq, verifier.head.hash
+                        "balances: {} accounts replayed, {} checked against the node, {} mismatches",
+                        report.accounts_replayed,
+                        report.balances_checked,
+                        report.balance_mismatches.len()
                     );
-                    Ok(0)
+                    for m in report.balance_mismatches.iter().take(20) {
+                        println!("  MISMATCH {m}");
+                    }
                 }
-                Err(e) => {
-                    println!("FAILED after {} good records: {e}", verifier.records);
-                    Ok(2)
+                for node in &report.nodes {
+                    println!(
+                        "head {:<22} {:<8} {:<8} seq {:<8} {}",
+                        node.endpoint, node.site, node.role, node.seq, node.verdict
+                    );
                 }
+                println!("{}", if report.ok() { "VERIFIED" } else { "NOT VERIFIED" });
             }
+            Ok(if report.ok() { 0 } else { 2 })
         }
     }
 }

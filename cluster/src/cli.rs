@@ -93,6 +93,9 @@ enum Command {
     /// Disaster recovery: approvals, switchover, failover, failback.
     #[command(subcommand)]
     Dr(DrCmd),
+    /// Data keys sealing personal data at rest.
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// This site's own log of site operations and admin events.
     SiteLog {
         #[arg(long)]
@@ -101,6 +104,24 @@ enum Command {
     /// Run one node (used by `up`; same flags as `ledger-node`).
     #[command(hide = true)]
     Node(ledger_node::cli::NodeArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCmd {
+    /// Add a fresh key to the key file (`<data>/keys/data-keys.toml`, or `--file`). Nodes
+    /// reload it within seconds; it seals nothing until `rotate`.
+    Add {
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Make every site seal new personal data with key `--key-id` (dual control: two
+    /// operators approve `--request-id` for `rotate_key` first). Old keys still open old data.
+    Rotate {
+        #[arg(long)]
+        key_id: u32,
+        #[arg(long)]
+        request_id: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -443,6 +464,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Dr(cmd) => run_dr(&cli, cmd).await,
+        Command::Keys(KeysCmd::Add { file }) => {
+            let path = file.clone().unwrap_or_else(|| cli.data.join("keys").join("data-keys.toml"));
+            let id = ledger_node::security::pii::DataKeys::rotate_file(&path)?;
+            println!(
+                "added data key {id} to {}; run `keys rotate --key-id {id}` once every node has it",
+                path.display()
+            );
+            Ok(())
+        }
+        Command::Keys(KeysCmd::Rotate { key_id, request_id }) => {
+            let topology = topology(&cli)?;
+            let sites = dr::Sites {
+                topology: topology.clone(),
+                config: client_config(&cli, Vec::new())?,
+                timeout: Duration::from_secs(60),
+            };
+            for site in &topology.sites {
+                let request = pb::SiteOperationRequest {
+                    kind: pb::SiteOperationKind::RotateKey as i32,
+                    key_id: *key_id,
+                    request_id: request_id.clone(),
+                    ..Default::default()
+                };
+                let response = sites.operate(&site.name, request).await?;
+                let info = response.site.unwrap_or_default();
+                println!(
+                    "{}: new personal data sealed with key {} ({} ms)",
+                    site.name, info.data_key_id, response.elapsed_ms
+                );
+            }
+            Ok(())
+        }
         Command::SiteLog { site } => {
             let topology = topology(&cli)?;
             let spec = topology.site(site).with_context(|| format!("no site {site}"))?;

@@ -38,7 +38,7 @@ use crate::raft::replica::Replica;
 use crate::raft::replica::now_ms;
 use crate::raft::types::Member;
 use crate::raft::types::Raft;
-use crate::security::pii::DataKeys;
+use crate::security::pii::KeyRing;
 use crate::security::tls;
 use crate::security::tls::TlsMaterial;
 use crate::store;
@@ -82,7 +82,8 @@ pub async fn run(
     let (log_store, state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
     let committed_index = log_store.committed_index();
     let reader = state_machine.reader();
-    let keys = Arc::new(DataKeys::load(&config.data_key_file)?);
+    let keys = KeyRing::load(&config.data_key_file)?;
+    let key_reload = keys.clone().spawn_reload();
     let tls = match &config.tls {
         Some(files) => {
             let material = TlsMaterial::load(files)?;
@@ -244,6 +245,7 @@ pub async fn run(
     refresh.abort();
     shipper.abort();
     watcher.abort();
+    key_reload.abort();
     for (what, task) in [("client server", client_task), ("peer server", peer_task)] {
         match task.await {
             Ok(Ok(())) => {}

@@ -31,12 +31,12 @@ use crate::raft::replica::Replica;
 use crate::raft::types::CommandResult;
 use crate::security::authz::Action;
 use crate::security::authz::Caller;
-use crate::security::pii::DataKeys;
+use crate::security::pii::KeyRing;
 
 pub struct LedgerService {
     pub replica: Arc<Replica>,
     pub auth: Auth,
-    pub keys: Arc<DataKeys>,
+    pub keys: Arc<KeyRing>,
     pub monitor: Arc<DrMonitor>,
 }
 
@@ -186,14 +186,15 @@ impl Ledger for LedgerService {
         check_batch_len(request.accounts.len(), "accounts")?;
         self.check_writable()?;
         let key_id = self.replica.reader.meta().site.data_key_id;
-        if key_id != 0 && !self.keys.has(key_id) {
+        let keys = self.keys.get();
+        if key_id != 0 && !keys.has(key_id) {
             return Err(ApiError::FailedPrecondition(format!(
                 "the site seals personal data with data key {key_id}, which this node's key file lacks"
             ))
             .into());
         }
         let prepared = Prepared::new(request.accounts.iter().map(|a| {
-            let new = convert::new_account(a, &self.keys, key_id)?;
+            let new = convert::new_account(a, &keys, key_id)?;
             ledger::validate_new_account(&new)?;
             Ok(new)
         }));
@@ -285,6 +286,7 @@ impl Ledger for LedgerService {
         let started = Instant::now();
         let caller = self.auth.authorize(&request, Action::ReadLedger)?;
         let reveal = caller.may(Action::ReadPersonalData);
+        let keys = self.keys.get();
         let request = request.into_inner();
         check_batch_len(request.ids.len(), "ids")?;
         let applied = self.read_point(request.consistency).await?;
@@ -292,7 +294,7 @@ impl Ledger for LedgerService {
         let mut not_found = Vec::new();
         for id in &request.ids {
             match self.replica.reader.account(&AccountId::new(id.clone())) {
-                Some(account) => accounts.push(convert::account_to_proto(&account, &self.keys, reveal)),
+                Some(account) => accounts.push(convert::account_to_proto(&account, &keys, reveal)),
                 None => not_found.push(id.clone()),
             }
         }

@@ -225,3 +225,58 @@ mod tests {
         assert_eq!(rotated.seal("acc-1", Field::HolderName, "Jane").key_id, 2);
     }
 }
+
+/// The data keys of a node, reloaded when the key file changes (a new key is added on every
+/// node before `RotateKey` makes the site seal with it).
+pub struct KeyRing {
+    path: std::path::PathBuf,
+    current: std::sync::RwLock<std::sync::Arc<DataKeys>>,
+    modified: std::sync::Mutex<Option<std::time::SystemTime>>,
+}
+
+/// How often the key file is checked for changes.
+const KEY_RELOAD_MS: u64 = 2_000;
+
+impl KeyRing {
+    pub fn load(path: &Path) -> Result<std::sync::Arc<KeyRing>, PiiError> {
+        let keys = DataKeys::load(path)?;
+        let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+        Ok(std::sync::Arc::new(KeyRing {
+            path: path.to_path_buf(),
+            current: std::sync::RwLock::new(std::sync::Arc::new(keys)),
+            modified: std::sync::Mutex::new(modified),
+        }))
+    }
+
+    pub fn get(&self) -> std::sync::Arc<DataKeys> {
+        self.current.read().expect("lock is never poisoned").clone()
+    }
+
+    /// Reloads the file if it changed; a file that does not load keeps the old keys.
+    pub fn reload_if_changed(&self) {
+        let modified = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
+        let mut last = self.modified.lock().expect("lock is never poisoned");
+        if modified == *last {
+            return;
+        }
+        match DataKeys::load(&self.path) {
+            Ok(keys) => {
+                tracing::info!(keys = ?keys, "data key file reloaded");
+                *self.current.write().expect("lock is never poisoned") = std::sync::Arc::new(keys);
+                *last = modified;
+            }
+            Err(e) => tracing::error!(error = %e, "data key file changed but does not load; keeping the old keys"),
+        }
+    }
+
+    /// Checks the file every two seconds, until the task is dropped.
+    pub fn spawn_reload(self: std::sync::Arc<Self>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(KEY_RELOAD_MS));
+            loop {
+                tick.tick().await;
+                self.reload_if_changed();
+            }
+        })
+    }
+}
