@@ -652,14 +652,14 @@ async fn journal(cli: &Cli, client: &LedgerClient, cmd: &JournalCmd) -> anyhow::
                             position += 1;
                         }
                         verifier.finish();
-                        if verifier.report.first_bad.is_some() || verifier.check_balances(&client).await? {
+                        if verifier.report.first_bad.is_some() || verifier.check_balances(client).await? {
                             break;
                         }
                     }
                 }
             }
             let endpoints = if compare.is_empty() { client.endpoints() } else { compare.clone() };
-            let config = client_config(&cli)?;
+            let config = client_config(cli)?;
             verifier.compare_heads(&config, &endpoints).await;
             let report = &verifier.report;
             if cli.json {
