@@ -195,37 +195,6 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Goal: sealing is deterministic per (key, account, field, value), opens back, is bound
-    /// to its account and field, and survives a key rotation.
-    #[test]
-    fn seal_open_bind_rotate() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("keys.toml");
-        DataKeys::generate_file(&path).unwrap();
-        let keys = DataKeys::load(&path).unwrap();
-        let sealed = keys.seal("acc-1", Field::CardNumber, "6222123456780123");
-        assert_eq!(sealed, keys.seal("acc-1", Field::CardNumber, "6222123456780123"));
-        assert_ne!(sealed, keys.seal("acc-1", Field::CardNumber, "6222123456780124"));
-        assert!(!sealed.ciphertext.windows(4).any(|w| w == b"6222"));
-        assert_eq!(keys.open("acc-1", Field::CardNumber, &sealed).unwrap(), "6222123456780123");
-        assert!(keys.open("acc-2", Field::CardNumber, &sealed).is_err());
-        assert!(keys.open("acc-1", Field::NationalId, &sealed).is_err());
-        let mut altered = sealed.clone();
-        altered.ciphertext[0] ^= 1;
-        assert!(keys.open("acc-1", Field::CardNumber, &altered).is_err());
-
-        assert_eq!(DataKeys::rotate_file(&path).unwrap(), 2);
-        let rotated = DataKeys::load(&path).unwrap();
-        assert_eq!(rotated.current_id(), 2);
-        assert_eq!(rotated.open("acc-1", Field::CardNumber, &sealed).unwrap(), "6222123456780123");
-        assert_eq!(rotated.seal("acc-1", Field::HolderName, "Jane").key_id, 2);
-    }
-}
-
 /// The data keys of a node, reloaded when the key file changes (a new key is added on every
 /// node before `RotateKey` makes the site seal with it).
 pub struct KeyRing {
@@ -278,5 +247,36 @@ impl KeyRing {
                 self.reload_if_changed();
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Goal: sealing is deterministic per (key, account, field, value), opens back, is bound
+    /// to its account and field, and survives a key rotation.
+    #[test]
+    fn seal_open_bind_rotate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        DataKeys::generate_file(&path).unwrap();
+        let keys = DataKeys::load(&path).unwrap();
+        let sealed = keys.seal("acc-1", Field::CardNumber, "6222123456780123");
+        assert_eq!(sealed, keys.seal("acc-1", Field::CardNumber, "6222123456780123"));
+        assert_ne!(sealed, keys.seal("acc-1", Field::CardNumber, "6222123456780124"));
+        assert!(!sealed.ciphertext.windows(4).any(|w| w == b"6222"));
+        assert_eq!(keys.open("acc-1", Field::CardNumber, &sealed).unwrap(), "6222123456780123");
+        assert!(keys.open("acc-2", Field::CardNumber, &sealed).is_err());
+        assert!(keys.open("acc-1", Field::NationalId, &sealed).is_err());
+        let mut altered = sealed.clone();
+        altered.ciphertext[0] ^= 1;
+        assert!(keys.open("acc-1", Field::CardNumber, &altered).is_err());
+
+        assert_eq!(DataKeys::rotate_file(&path).unwrap(), 2);
+        let rotated = DataKeys::load(&path).unwrap();
+        assert_eq!(rotated.current_id(), 2);
+        assert_eq!(rotated.open("acc-1", Field::CardNumber, &sealed).unwrap(), "6222123456780123");
+        assert_eq!(rotated.seal("acc-1", Field::HolderName, "Jane").key_id, 2);
     }
 }
