@@ -51,9 +51,13 @@ pub struct Ack {
     pub result: String,
     pub replayed: bool,
     pub journal_seq: u64,
+    /// When the batch was first sent (it may have been resent until acknowledged).
+    pub sent_at_ms: u64,
     pub acked_at_ms: u64,
-    /// The endpoint that answered.
+    /// The workload client that sent it.
     pub client: usize,
+    /// The endpoint that answered.
+    pub endpoint: String,
 }
 
 /// What the workload did.
@@ -76,6 +80,17 @@ impl History {
     /// Acknowledgements after `t_ms` (wall clock).
     pub fn first_ok_after(&self, t_ms: u64) -> Option<u64> {
         self.ok().map(|a| a.acked_at_ms).filter(|at| *at >= t_ms).min()
+    }
+
+    /// Reads a history written by [`History::write_jsonl`] (acks only).
+    pub fn read_jsonl(path: &std::path::Path) -> std::io::Result<History> {
+        let text = std::fs::read_to_string(path)?;
+        let mut history = History::default();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let ack: Ack = serde_json::from_str(line).map_err(std::io::Error::other)?;
+            history.acks.push(ack);
+        }
+        Ok(history)
     }
 
     pub fn write_jsonl(&self, path: &std::path::Path) -> std::io::Result<()> {
@@ -124,7 +139,7 @@ impl Workload {
         let (stop, stopped) = watch::channel(false);
         let tasks = (0..config.clients)
             .map(|i| {
-                let client = clients[i % clients.len()].clone();
+                let client = clients[i % clients.len()].fork();
                 tokio::spawn(run_client(client, config.clone(), i, stopped.clone()))
             })
             .collect();
@@ -199,11 +214,13 @@ async fn run_client(
         }
         // Send until acknowledged (same ids every time), or give up once stopped for long.
         let mut give_up_at: Option<Instant> = None;
+        let sent_at_ms = wall_ms();
         loop {
             history.attempts += 1;
             match client.create_transfers(batch.clone(), false).await {
                 Ok(response) => {
                     let at = crate::workload::wall_ms();
+                    let endpoint = client.preferred_endpoint();
                     let seq = response.commit.map_or(0, |c| c.journal_seq);
                     for (t, r) in batch.iter().zip(&response.results) {
                         let result = result_name(r.code);
@@ -222,8 +239,10 @@ async fn run_client(
                             result,
                             replayed: r.replayed,
                             journal_seq: seq,
+                            sent_at_ms,
                             acked_at_ms: at,
                             client: index,
+                            endpoint: endpoint.clone(),
                         });
                     }
                     break;

@@ -39,7 +39,7 @@ pub const ERROR_CODE_KEY: &str = "ledger-error-code";
 const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// First pause between retries; doubles up to `RETRY_PAUSE_MS_MAX`.
 const RETRY_PAUSE_MS_START: u64 = 50;
-const RETRY_PAUSE_MS_MAX: u64 = 1000;
+const RETRY_PAUSE_MS_MAX: u64 = 300;
 
 /// How to reach the ledger.
 #[derive(Clone, Debug)]
@@ -189,6 +189,12 @@ impl LedgerClient {
         self.endpoints.lock().expect("lock").addrs.clone()
     }
 
+    /// An independent client over the same endpoints and configuration (its own channels and
+    /// endpoint preference).
+    pub fn fork(&self) -> LedgerClient {
+        LedgerClient::new((*self.config).clone()).expect("a working configuration stays valid")
+    }
+
     /// A client pinned to one endpoint (no failover): for per-node calls like `status`.
     pub fn for_endpoint(&self, addr: &str) -> Result<LedgerClient, ClientError> {
         LedgerClient::new(ClientConfig { endpoints: vec![addr.to_string()], ..(*self.config).clone() })
@@ -199,6 +205,12 @@ impl LedgerClient {
         let n = endpoints.addrs.len();
         let index = (self.preferred.load(Ordering::Relaxed) + attempt) % n;
         (endpoints.addrs[index].clone(), endpoints.channels[index].clone())
+    }
+
+    /// The endpoint the last successful call went to (the one preferred next).
+    pub fn preferred_endpoint(&self) -> String {
+        let endpoints = self.endpoints.lock().expect("lock");
+        endpoints.addrs[self.preferred.load(Ordering::Relaxed) % endpoints.addrs.len()].clone()
     }
 
     fn prefer(&self, addr: &str) {

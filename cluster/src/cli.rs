@@ -215,11 +215,7 @@ fn steps_text(steps: &[dr::Step]) -> String {
 
 async fn run_dr(cli: &Cli, cmd: &DrCmd) -> anyhow::Result<()> {
     let topology = topology(cli)?;
-    let sites = dr::Sites {
-        topology: topology.clone(),
-        config: client_config(cli, Vec::new())?,
-        timeout: Duration::from_secs(120),
-    };
+    let sites = dr::Sites::new(topology.clone(), client_config(cli, Vec::new())?, Duration::from_secs(120));
     match cmd {
         DrCmd::Fence { site } | DrCmd::Unfence { site } => {
             let kind = if matches!(cmd, DrCmd::Fence { .. }) {
@@ -475,11 +471,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Keys(KeysCmd::Rotate { key_id, request_id }) => {
             let topology = topology(&cli)?;
-            let sites = dr::Sites {
-                topology: topology.clone(),
-                config: client_config(&cli, Vec::new())?,
-                timeout: Duration::from_secs(60),
-            };
+            let sites = dr::Sites::new(topology.clone(), client_config(&cli, Vec::new())?, Duration::from_secs(60));
             for site in &topology.sites {
                 let request = pb::SiteOperationRequest {
                     kind: pb::SiteOperationKind::RotateKey as i32,

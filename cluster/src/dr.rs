@@ -54,6 +54,9 @@ pub struct Sites {
     pub config: ClientConfig,
     /// Deadline of each waiting step.
     pub timeout: Duration,
+    /// The endpoints a standby site `.0` ships from when site `.1` becomes its upstream,
+    /// when not `.1`'s client endpoints (fault proxies in drills). Empty in production.
+    pub upstream_routes: std::collections::BTreeMap<(String, String), Vec<String>>,
 }
 
 /// One timed step of an operation.
@@ -88,6 +91,18 @@ impl Steps {
 }
 
 impl Sites {
+    pub fn new(topology: Topology, config: ClientConfig, timeout: Duration) -> Sites {
+        Sites { topology, config, timeout, upstream_routes: Default::default() }
+    }
+
+    /// Where standby `from` ships from when `to` is active.
+    fn upstream(&self, from: &str, to: &str) -> Result<Vec<String>, DrError> {
+        match self.upstream_routes.get(&(from.to_string(), to.to_string())) {
+            Some(route) => Ok(route.clone()),
+            None => self.endpoints(to),
+        }
+    }
+
     fn endpoints(&self, site: &str) -> Result<Vec<String>, DrError> {
         Ok(self.topology.site(site).ok_or_else(|| DrError::UnknownSite(site.into()))?.endpoints())
     }
@@ -156,8 +171,9 @@ fn head_of(status: &pb::NodeStatus) -> pb::JournalHead {
     status.journal_head.clone().unwrap_or_default()
 }
 
-/// Records one operator's approval of `request_id` for `action` on each reachable site of
-/// `sites`. Returns the sites that recorded it.
+/// Records one operator's approval of `request_id` for `action` on every site of
+/// `site_names` (retrying a site that has no leader yet until the step deadline). Returns the
+/// sites that recorded it; fails if one could not.
 pub async fn approve(
     sites: &Sites,
     site_names: &[String],
@@ -165,7 +181,6 @@ pub async fn approve(
     action: &str,
 ) -> Result<Vec<String>, DrError> {
     let mut recorded = Vec::new();
-    let mut last_error = None;
     for site in site_names {
         let request = pb::SiteOperationRequest {
             kind: pb::SiteOperationKind::Approve as i32,
@@ -173,15 +188,20 @@ pub async fn approve(
             action: action.into(),
             ..Default::default()
         };
-        match sites.operate(site, request).await {
-            Ok(_) => recorded.push(site.clone()),
-            Err(e) => last_error = Some(e),
+        let deadline = Instant::now() + sites.timeout;
+        loop {
+            match sites.operate(site, request.clone()).await {
+                Ok(_) => break,
+                // A refusal is final (bad request id, unknown action); anything else is retried.
+                Err(DrError::Client(e)) if e.error_code() != "site_operation_refused" && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
+        recorded.push(site.clone());
     }
-    match (recorded.is_empty(), last_error) {
-        (true, Some(e)) => Err(e),
-        _ => Ok(recorded),
-    }
+    Ok(recorded)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -256,7 +276,7 @@ pub async fn switchover(sites: &Sites, from: &str, to: &str, request_id: &str) -
         kind: pb::SiteOperationKind::Demote as i32,
         epoch,
         active_site: to.into(),
-        upstream: sites.endpoints(to)?,
+        upstream: sites.upstream(from, to)?,
         request_id: request_id.into(),
         ..Default::default()
     };
@@ -544,7 +564,13 @@ pub async fn failback(
             active_site: active.into(),
             ..Default::default()
         };
-        sites.operate(old, observe).await?;
+        // Its own watcher may record the epoch first: then the site already refuses writes.
+        if let Err(e) = sites.operate(old, observe).await {
+            let now = site_of(&sites.status(old).await?);
+            if now.active_epoch < epoch {
+                return Err(e);
+            }
+        }
     }
     steps.done("fence", format!("{old} knows {active} is active at epoch {epoch}"));
 
@@ -600,7 +626,7 @@ pub async fn failback(
         kind: pb::SiteOperationKind::Resync as i32,
         epoch,
         active_site: active.into(),
-        upstream: sites.endpoints(active)?,
+        upstream: sites.upstream(old, active)?,
         request_id: request_id.into(),
         ..Default::default()
     };

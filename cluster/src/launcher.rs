@@ -31,6 +31,26 @@ use crate::topology::Topology;
 /// A node's place: (site name, node id).
 pub type NodeKey = (String, u64);
 
+/// A free loopback port for a node to listen on, below the kernel's ephemeral range (32768+
+/// on Linux): a node restarted on the same port must not find it taken by some outgoing
+/// connection's ephemeral port in the meantime, which a port picked by binding port 0 can be.
+pub fn node_port() -> u16 {
+    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::Ordering;
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const LOW: u64 = 10_000;
+    const SPAN: u64 = 22_000;
+    let seed = u64::from(std::process::id()) * 7919
+        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + (seed + n * 104_729) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Grace period for a clean shutdown before SIGKILL.
 pub const STOP_GRACE: Duration = Duration::from_secs(10);
 

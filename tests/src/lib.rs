@@ -7,7 +7,7 @@
 //! data and node logs are kept and their tails printed.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -80,13 +80,8 @@ impl Spec {
     }
 }
 
-/// A free loopback port (bound then released; good enough on a test machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port").local_addr().expect("local addr").port()
-}
-
 fn addr() -> String {
-    format!("127.0.0.1:{}", free_port())
+    format!("127.0.0.1:{}", ledger_cluster::launcher::node_port())
 }
 
 /// A topology of fresh loopback addresses.
@@ -149,21 +144,21 @@ impl TestCluster {
 
     /// A handle for the DR operator commands, acting as `identity`.
     pub fn dr_sites(&self, identity: &str) -> ledger_cluster::dr::Sites {
-        ledger_cluster::dr::Sites {
-            topology: self.cluster.topology.clone(),
-            config: self.cluster.client_config_as(identity, Vec::new()).expect("client config"),
-            timeout: DEADLINE,
-        }
+        ledger_cluster::dr::Sites::new(
+            self.cluster.topology.clone(),
+            self.cluster.client_config_as(identity, Vec::new()).expect("client config"),
+            DEADLINE,
+        )
     }
 
     /// Two operators approve `request_id` for `action` on every site.
-    pub async fn approve_twice(&self, request_id: &str, action: &str) {
-        let sites: Vec<String> = self.cluster.topology.sites.iter().map(|s| s.name.clone()).collect();
+    pub async fn approve_twice(&self, request_id: &str, action: &str, sites: &[&str]) {
+        let sites: Vec<String> = sites.iter().map(|s| s.to_string()).collect();
         for operator in ["operator-1", "operator-2"] {
             let recorded = ledger_cluster::dr::approve(&self.dr_sites(operator), &sites, request_id, action)
                 .await
                 .expect("approval recorded");
-            assert!(!recorded.is_empty());
+            assert_eq!(recorded, sites);
         }
     }
 }

@@ -124,7 +124,7 @@ async fn switchover_under_load_and_back() {
     assert!(refused.to_string().contains("dual control"), "{refused}");
     assert!(!status_of(&test, "primary").await.site.unwrap().fenced, "an aborted switchover unfences");
 
-    test.approve_twice("sw-1", "switchover").await;
+    test.approve_twice("sw-1", "switchover", &["primary", "dr"]).await;
     let first = dr::switchover(&sites, "primary", "dr", "sw-1").await.expect("switchover");
     let switched_at = wall_ms();
     eprintln!("switchover primary -> dr: {} ms {:?}", first.total_ms, first.steps);
@@ -135,7 +135,7 @@ async fn switchover_under_load_and_back() {
     assert_eq!((dr_site.role.as_str(), dr_site.epoch), ("active", first.new_epoch));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
-    test.approve_twice("sw-2", "switchover").await;
+    test.approve_twice("sw-2", "switchover", &["primary", "dr"]).await;
     let second = dr::switchover(&sites, "dr", "primary", "sw-2").await.expect("switchover back");
     let back_at = wall_ms();
     eprintln!("switchover dr -> primary: {} ms", second.total_ms);
@@ -202,7 +202,7 @@ async fn primary_site_loss_promote_force_then_failback() {
     for key in site_keys(&test, "primary") {
         test.cluster.kill(&key);
     }
-    test.approve_twice("fo-1", "promote").await;
+    test.approve_twice("fo-1", "promote", &["dr"]).await;
     let promoted = dr::promote_force(&test.dr_sites("operator-1"), "dr", "fo-1").await.expect("promote --force");
     eprintln!(
         "promoted dr at epoch {}; RPO point seq {} ({} ms before the kill)",
@@ -233,7 +233,7 @@ async fn primary_site_loss_promote_force_then_failback() {
         .expect_err("the old primary refuses writes");
     assert_eq!(e.error_code(), "site_not_writable", "{e}");
 
-    test.approve_twice("fb-1", "failback").await;
+    test.approve_twice("fb-1", "failback", &["primary", "dr"]).await;
     let report_dir = test.root().join("reconciliation");
     let report =
         dr::failback(&test.dr_sites("operator-2"), "primary", "dr", "fb-1", &report_dir).await.expect("failback");
@@ -320,7 +320,7 @@ async fn partitioned_primary_is_fenced_when_it_reconnects() {
         assert_eq!(codes(&r.results), ["ok"]);
         during.push(id);
     }
-    test.approve_twice("fo-2", "promote").await;
+    test.approve_twice("fo-2", "promote", &["dr"]).await;
     let promoted = dr::promote_force(&test.dr_sites("operator-1"), "dr", "fo-2").await.expect("promote --force");
     let r = test.site_client("dr").create_transfers(vec![transfer("on-dr", "bank", &accounts[1], "1.00")], false).await;
     assert_eq!(codes(&r.expect("dr takes writes").results), ["ok"]);
@@ -345,7 +345,7 @@ async fn partitioned_primary_is_fenced_when_it_reconnects() {
             .expect_err("a fenced primary takes no write");
         assert_eq!(e.error_code(), "site_not_writable", "{e}");
     }
-    test.approve_twice("fb-2", "failback").await;
+    test.approve_twice("fb-2", "failback", &["primary", "dr"]).await;
     let report = dr::failback(&test.dr_sites("operator-1"), "primary", "dr", "fb-2", &test.root().join("rec"))
         .await
         .expect("failback");

@@ -51,24 +51,48 @@ fn decimal(text: &str) -> Result<Decimal, CollectError> {
     text.parse().map_err(|_| CollectError::Decimal(text.to_string()))
 }
 
-/// Reads a node's journal and the balances of `accounts`, with local reads (what the node has).
+/// Reads a node's journal and the balances of `accounts`, with local reads (what the node
+/// has), at one consistent point: if the node applied more records (a pending expiry, say)
+/// between reading its journal and its balances, the rest of the journal is read and the
+/// balances again, until both describe the same journal head.
 pub async fn collect(site: &str, node: &LedgerClient, accounts: &[String]) -> Result<NodeView, CollectError> {
     let status = node.status_once(std::time::Duration::from_secs(5)).await?;
-    let mut journal = Vec::new();
-    let mut stream = node.read_journal(1, 0, false).await?;
-    while let Some(record) = stream.message().await? {
-        journal.push(audit::decode_record(journal.len() as u64, &record)?);
-    }
     let mut view = NodeView {
         site: site.to_string(),
         node_id: status.node_id,
-        journal,
+        journal: Vec::new(),
         balances: BTreeMap::new(),
         debit_limited: BTreeMap::new(),
         credit_limited: BTreeSet::new(),
     };
+    for _ in 0..20 {
+        let mut stream = node.read_journal(view.journal.len() as u64 + 1, 0, false).await?;
+        while let Some(record) = stream.message().await? {
+            view.journal.push(audit::decode_record(view.journal.len() as u64, &record)?);
+        }
+        let read_at = read_balances(node, accounts, &mut view).await?;
+        if read_at == view.journal.len() as u64 {
+            break;
+        }
+    }
+    Ok(view)
+}
+
+/// Reads the balances of `accounts` into `view`; returns the journal seq they were read at
+/// (`u64::MAX` if the pages were read at different points).
+async fn read_balances(node: &LedgerClient, accounts: &[String], view: &mut NodeView) -> Result<u64, CollectError> {
+    view.balances.clear();
+    view.debit_limited.clear();
+    view.credit_limited.clear();
+    let mut read_at = None;
     for chunk in accounts.chunks(500) {
         let response = node.lookup_accounts(chunk.to_vec(), pb::ReadConsistency::Local).await?;
+        let seq = response.read.map_or(0, |r| r.journal_seq);
+        if read_at.is_some_and(|at| at != seq) {
+            read_at = Some(u64::MAX);
+        } else if read_at.is_none() {
+            read_at = Some(seq);
+        }
         for a in response.accounts {
             let flags = a.flags.unwrap_or_default();
             if flags.debits_must_not_exceed_credits {
@@ -87,7 +111,7 @@ pub async fn collect(site: &str, node: &LedgerClient, accounts: &[String]) -> Re
             view.balances.insert(a.id, columns);
         }
     }
-    Ok(view)
+    Ok(read_at.unwrap_or(u64::MAX))
 }
 
 /// One property's verdict.

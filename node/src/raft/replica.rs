@@ -177,9 +177,18 @@ impl Replica {
                     let Some(member) = self.member_of(leader_id) else {
                         return Err(WriteError::NotLeader { leader_id: Some(leader_id) });
                     };
-                    let remaining = deadline.saturating_duration_since(TokioInstant::now());
-                    let forwarded: Result<Result<CommandResult, WriteError>, _> =
-                        self.peers.call(leader_id, &member, PeerMethod::Propose, &envelope, remaining).await;
+                    // One forwarding attempt is bounded: a leader we cannot reach (a partition)
+                    // must not hold the caller for the whole write deadline; the client
+                    // retries elsewhere (the ids make that safe).
+                    let remaining =
+                        deadline.saturating_duration_since(TokioInstant::now()).min(FORWARD_ATTEMPT_TIMEOUT);
+                    let call = self.peers.call(leader_id, &member, PeerMethod::Propose, &envelope, remaining);
+                    let Ok(forwarded) = tokio::time::timeout(remaining, call).await else {
+                        return Err(WriteError::OutcomeUnknown {
+                            reason: format!("forwarding to leader {leader_id} timed out"),
+                        });
+                    };
+                    let forwarded: Result<Result<CommandResult, WriteError>, _> = forwarded;
                     match forwarded {
                         Ok(Err(WriteError::NotLeader { .. } | WriteError::NoLeader)) => true,
                         Ok(result) => return result,
@@ -187,6 +196,7 @@ impl Replica {
                             tracing::debug!(error = %e, "leader unreachable; waiting for a new one");
                             true
                         }
+
                         Err(e) => return Err(WriteError::Internal(e.to_string())),
                     }
                 }
@@ -438,6 +448,9 @@ impl Replica {
         Ok(m.current_leader.expect("checked above"))
     }
 }
+
+/// Longest wait for one forwarded write (the leader may be partitioned from us).
+const FORWARD_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Milliseconds since the Unix epoch: the leader's clock, stamped into entries.
 pub fn now_ms() -> u64 {
