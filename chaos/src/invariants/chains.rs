@@ -1,7 +1,7 @@
-//! Hash chains agree: every node's journal verifies from genesis, and every node's journal
-//! (active or standby) is a prefix of the longest active one: no two replicas ever hold
-//! different records at the same seq. (Callers wait for equal heads first; a node may still be
-//! a few records behind if the leader appended, e.g. a pending expiry, while views were read.)
+//! Hash chains agree: every node's journal verifies from genesis, and no two nodes (active or
+//! standby, either site) hold different records at the same seq: of any two journals, the
+//! shorter is a prefix of the longer. (Callers wait for equal heads first; views read a moment
+//! apart may still differ in length if the active site appended, e.g. a pending expiry.)
 //! Source: DESIGN.md "The journal" and "Async DR" (the DR ledger is always a prefix).
 
 use ledger_core::journal::JournalHead;
@@ -23,12 +23,19 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     let Some(reference) = input.active.iter().max_by_key(|v| v.journal.len()) else {
         return Verdict::fail(NAME, "no active node to compare with");
     };
+    // Views are read one node after the other while the active site may still append (a
+    // pending expiry), so a node read later can be a few records longer than the reference:
+    // the shorter of the two must be a prefix of the longer.
     for view in input.active.iter().chain(input.standbys) {
-        let n = view.journal.len();
-        if n > reference.journal.len() || view.journal[..] != reference.journal[..n] {
+        let n = view.journal.len().min(reference.journal.len());
+        if view.journal[..n] != reference.journal[..n] {
+            let first = (0..n).find(|i| view.journal[*i] != reference.journal[*i]).map_or(0, |i| i as u64 + 1);
             return Verdict::fail(
                 NAME,
-                format!("{}/{} journal (len {n}) is not a prefix of the active site's", view.site, view.node_id),
+                format!(
+                    "{}/{} journal differs from {}/{}'s at seq {first}",
+                    view.site, view.node_id, reference.site, reference.node_id
+                ),
             );
         }
     }
