@@ -256,8 +256,13 @@ impl LedgerClient {
             }
             match next {
                 Next::OtherEndpoint => attempt += 1,
+                // Found: start again from the active site's endpoint (the rotation offset is
+                // relative to the preferred endpoint, and a stale offset would land on the
+                // standby site again).
                 Next::FindActiveSite => {
-                    if !self.find_active_site().await {
+                    if self.find_active_site().await {
+                        attempt = 0;
+                    } else {
                         attempt += 1;
                     }
                 }
@@ -269,10 +274,13 @@ impl LedgerClient {
     }
 
     /// Asks every endpoint for its site role and epoch; prefers an endpoint of the active site
-    /// with the highest epoch. Returns whether one was found.
+    /// with the highest epoch, its leader if it answers. Returns whether one was found.
     pub async fn find_active_site(&self) -> bool {
         let addrs = self.endpoints();
-        let mut best: Option<(u64, String)> = None;
+        // Ranked by (epoch, Raft term, is leader): the newest active site's current leader,
+        // so that a deposed leader that still answers (partitioned, not yet told) loses to
+        // the one elected after it.
+        let mut best: Option<((u64, u64, bool), String)> = None;
         for addr in &addrs {
             let Ok(single) = self.for_endpoint(addr) else { continue };
             let (_, channel) = single.pick(0);
@@ -282,8 +290,9 @@ impl LedgerClient {
             let Ok(status) = rpc.status(request).await else { continue };
             let status = status.into_inner();
             let Some(site) = status.site else { continue };
-            if site.role == "active" && !site.fenced && best.as_ref().is_none_or(|(epoch, _)| site.epoch > *epoch) {
-                best = Some((site.epoch, addr.clone()));
+            let rank = (site.epoch, status.raft_term, status.raft_role == "leader");
+            if site.role == "active" && !site.fenced && best.as_ref().is_none_or(|(best_rank, _)| rank > *best_rank) {
+                best = Some((rank, addr.clone()));
             }
         }
         match best {

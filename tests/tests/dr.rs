@@ -107,6 +107,37 @@ async fn dr_catches_up_after_link_cut() {
         .await;
 }
 
+/// Goal: a client whose endpoint rotation runs into the standby site comes back to the
+/// active site (regression: after asking every endpoint for the active site, the client kept
+/// its rotation offset and landed on the standby again until its deadline).
+/// Method: a client whose endpoints are, in order, a dead address, a DR node and a primary
+/// node; one write must succeed well within the client's retry deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_rotating_into_the_standby_finds_the_active_site() {
+    let test = TestCluster::start(node_bin!(), Spec::primary_and_dr()).await;
+    let accounts = accounts(2);
+    open_accounts(&test.client(), &accounts).await;
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().to_string()
+    };
+    let dr_node = test.cluster.topology.site("dr").unwrap().endpoints()[0].clone();
+    let primary_node = test.cluster.topology.site("primary").unwrap().endpoints()[0].clone();
+    let client = LedgerClient::new(ClientConfig {
+        retry_deadline: Duration::from_secs(10),
+        ..test.cluster.client_config_as("writer", vec![dead, dr_node, primary_node.clone()]).unwrap()
+    })
+    .unwrap();
+    let started = Instant::now();
+    let r = client
+        .create_transfers(vec![transfer("via-rotation", "bank", &accounts[0], "1.00")], false)
+        .await
+        .expect("the client finds the active site");
+    assert_eq!(codes(&r.results), ["ok"]);
+    assert_eq!(client.preferred_endpoint(), primary_node, "the client now prefers the active site");
+    eprintln!("written after {} ms", started.elapsed().as_millis());
+}
+
 /// Goal: planned switchover under load loses no acknowledged transfer; the old primary
 /// becomes the standby of the new active site; writes continue there (the client follows the
 /// active site on its own); a second switchover brings everything back.
