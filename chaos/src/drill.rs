@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
 
+use ledger_client::ClientConfig;
 use ledger_client::LedgerClient;
 use ledger_client::proto as pb;
 use ledger_cluster::dr;
@@ -42,6 +43,8 @@ pub const RTO_REGULATORY_S: f64 = 1800.0;
 pub const RPO_STRETCH_SITE_S: f64 = 1.0;
 pub const RTO_STRETCH_SITE_S: f64 = 10.0;
 pub const RTO_STRETCH_LEADER_S: f64 = 3.0;
+/// Per-attempt timeout of the workload's client (writes take tens of ms in the drills).
+pub const WORKLOAD_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Deadline of every wait inside a drill.
 const WAIT: Duration = Duration::from_secs(90);
@@ -333,11 +336,25 @@ impl Env {
 
     /// A client of every node of both sites, through the client proxies, active site first.
     pub fn client_as(&self, identity: &str) -> Result<LedgerClient, DrillError> {
+        Ok(LedgerClient::new(self.client_config_as(identity)?)?)
+    }
+
+    fn client_config_as(&self, identity: &str) -> Result<ClientConfig, DrillError> {
         let mut endpoints = Vec::new();
         for site in ["primary", "dr"] {
             endpoints.extend(self.net.client.iter().filter(|((s, _), _)| s == site).map(|(_, p)| p.addr()));
         }
-        Ok(LedgerClient::new(self.cluster.client_config_as(identity, endpoints)?)?)
+        Ok(self.cluster.client_config_as(identity, endpoints)?)
+    }
+
+    /// The workload's client: a core system that gives each attempt [`WORKLOAD_ATTEMPT_TIMEOUT`]
+    /// before trying another node. A hung node (paused, or a gray failure) is only ever
+    /// detected by a timeout, so this bounds how long a client stays with one; retrying is
+    /// safe because transfer ids are idempotency keys.
+    pub fn workload_client(&self) -> Result<LedgerClient, DrillError> {
+        let mut config = self.client_config_as("writer")?;
+        config.attempt_timeout = WORKLOAD_ATTEMPT_TIMEOUT;
+        Ok(LedgerClient::new(config)?)
     }
 
     /// Endpoints (client proxies) of `site`.
@@ -479,7 +496,7 @@ async fn sleep(d: Duration) {
 /// Runs one drill and writes its report (JSON, Markdown) and history under `report_dir`.
 pub async fn run(config: &DrillConfig) -> Result<DrillReport, DrillError> {
     let mut env = Env::start(config).await?;
-    let writer = env.client_as("writer")?;
+    let writer = env.workload_client()?;
     let workload = Workload::start(
         vec![writer],
         WorkloadConfig {

@@ -231,9 +231,36 @@ impl Replica {
             }
         }
         let receiver = self.batcher.submit(envelope)?;
-        match receiver.await {
-            Ok(result) => result,
-            Err(_) => Err(WriteError::Shutdown),
+        // A write already proposed waits for its entry to commit; if this leader loses its
+        // quorum meanwhile (it is partitioned, and a new leader may already serve the other
+        // side), the caller learns it at once instead of at the write deadline, and retries
+        // at another node. The outcome is unknown (the entry may still commit), which the ids
+        // make safe to retry.
+        tokio::select! {
+            result = receiver => result.unwrap_or(Err(WriteError::Shutdown)),
+            ms = self.quorum_lost() => Err(WriteError::OutcomeUnknown {
+                reason: format!("the leader lost contact with its quorum ({ms} ms without an acknowledgement) while the write was pending"),
+            }),
+        }
+    }
+
+    /// Resolves when this node is leader and has not heard from a quorum for longer than the
+    /// election timeout (or is no longer leader: then openraft fails the pending write itself,
+    /// and this never resolves), with the milliseconds since the last quorum acknowledgement.
+    async fn quorum_lost(&self) -> u64 {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if let Some(ms) = m.millis_since_quorum_ack
+                    && m.current_leader == Some(self.id)
+                    && ms > self.election_max.as_millis() as u64
+                {
+                    return ms;
+                }
+            }
+            // `millis_since_quorum_ack` ages without a metrics change: poll as well.
+            let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
         }
     }
 
