@@ -4,6 +4,11 @@
 //! `concurrency` workers that each send one batch of `batch` single-phase transfers, wait for
 //! the answer, and send the next, for `duration`. Reports committed transfers per second and
 //! the latency of each request (one batch) at p50/p99/p999.
+//!
+//! With a `rate`, the run is paced: each worker sends on a fixed schedule so that all of them
+//! together offer `rate` transfers per second, and latency is measured from the scheduled send
+//! time, not the actual one. A server that falls behind is then charged for the queueing it
+//! causes (no coordinated omission), which is what "p99 at half the maximum rate" needs.
 
 use std::time::Duration;
 use std::time::Instant;
@@ -23,6 +28,8 @@ pub struct BenchConfig {
     pub currency: String,
     /// Prefix of every id, unique per run.
     pub run_id: String,
+    /// Offered load in transfers per second across all workers; `None` runs closed-loop.
+    pub rate: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -40,6 +47,8 @@ pub struct BenchReport {
     pub concurrency: usize,
     pub batch: usize,
     pub accounts: usize,
+    /// Offered load (transfers/s) of a paced run; absent for a closed-loop run.
+    pub target_rate: Option<f64>,
     pub duration_s: f64,
     pub requests: u64,
     pub transfers_ok: u64,
@@ -111,7 +120,25 @@ async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadli
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let mut stats = WorkerStats { latencies_us: Vec::new(), requests: 0, ok: 0, rejected: 0, errors: 0 };
     let mut n = 0u64;
+    // A paced worker sends request k at `first + k * interval`; workers are staggered across
+    // one interval so that the cluster sees a steady stream, not bursts.
+    let interval = config.rate.map(|rate| Duration::from_secs_f64((config.concurrency * config.batch) as f64 / rate));
+    let first =
+        Instant::now() + interval.map_or(Duration::ZERO, |i| i.mul_f64(worker as f64 / config.concurrency as f64));
+    let mut requests_sent = 0u32;
     while Instant::now() < deadline {
+        let scheduled = match interval {
+            Some(interval) => {
+                let at = first + interval * requests_sent;
+                if at >= deadline {
+                    break;
+                }
+                tokio::time::sleep_until(at.into()).await;
+                at
+            }
+            None => Instant::now(),
+        };
+        requests_sent += 1;
         let transfers: Vec<pb::NewTransfer> = (0..config.batch)
             .map(|_| {
                 n += 1;
@@ -126,12 +153,11 @@ async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadli
                 }
             })
             .collect();
-        let started = Instant::now();
         let result = client.create_transfers(transfers, false).await;
         stats.requests += 1;
         match result {
             Ok(response) => {
-                stats.latencies_us.push(started.elapsed().as_micros() as u64);
+                stats.latencies_us.push(scheduled.elapsed().as_micros() as u64);
                 for r in &response.results {
                     if r.code == pb::ResultCode::Ok as i32 {
                         stats.ok += 1;
@@ -175,6 +201,7 @@ pub async fn run(client: &LedgerClient, config: &BenchConfig) -> BenchReport {
         concurrency: config.concurrency,
         batch: config.batch,
         accounts: config.accounts,
+        target_rate: config.rate,
         duration_s: elapsed,
         requests,
         transfers_ok: ok,

@@ -230,6 +230,10 @@ struct BenchArgs {
     /// Id prefix; unique per run by default.
     #[arg(long)]
     run_id: Option<String>,
+    /// Offered load in transfers/s: pace the workers instead of running closed-loop, and
+    /// measure latency from each request's scheduled send time.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 fn unique_id(prefix: &str) -> String {
@@ -531,9 +535,13 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 accounts: args.accounts,
                 currency: args.currency.clone(),
                 run_id: args.run_id.clone().unwrap_or_else(|| unique_id("bench")),
+                rate: args.rate,
             };
             if config.accounts < 2 || config.concurrency == 0 || config.batch == 0 {
                 bail!("bench needs --accounts >= 2, --concurrency >= 1, --batch >= 1");
+            }
+            if config.rate.is_some_and(|rate| !(rate.is_finite() && rate > 0.0)) {
+                bail!("bench --rate must be a positive number of transfers per second");
             }
             eprintln!("opening {} accounts ...", config.accounts);
             bench::open_accounts(&client, &config).await?;

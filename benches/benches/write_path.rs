@@ -1,0 +1,114 @@
+//! Where a node's time goes when it applies transfers, stage by stage, per transfer:
+//!
+//! - `rules`: the pure ledger (`ledger::apply` on an in-memory store): validation, balances,
+//!   history rows, the journal record and its SHA-256 link;
+//! - `state_machine`: the same commands through the sled state machine as one Raft entry
+//!   (rules + encoding + one sled batch), which every replica runs for every entry.
+//!
+//! The entry shapes are those the batcher builds under `ledger bench` load: a 60 KiB entry
+//! holds about six 100-transfer commands, or many single-transfer commands.
+//!
+//! Run: `cargo bench -p ledger-benches` (add `-- --quick` for a shorter run).
+
+use std::sync::Arc;
+
+use criterion::BatchSize;
+use criterion::Criterion;
+use criterion::Throughput;
+use criterion::criterion_group;
+use criterion::criterion_main;
+use ledger_benches::START_MS;
+use ledger_benches::Workload;
+use ledger_benches::setup_commands;
+use ledger_core::command::Envelope;
+use ledger_core::ledger;
+use ledger_core::store::MemStore;
+use ledger_core::store::Overlay;
+use ledger_node::raft::types::Entry;
+use ledger_node::raft::types::Payload;
+use openraft::EntryPayload;
+use openraft::LogId;
+use openraft::storage::RaftStateMachine;
+
+/// The allocator the node binaries use, so that allocation costs match theirs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const ACCOUNTS: usize = 10_000;
+/// (commands per entry, transfers per command)
+const SHAPES: [(usize, usize); 2] = [(6, 100), (64, 1)];
+
+fn rules(c: &mut Criterion) {
+    let mut store = MemStore::new();
+    for (i, envelope) in setup_commands(ACCOUNTS).iter().enumerate() {
+        let mut overlay = Overlay::new(&store);
+        ledger::apply(&mut overlay, envelope, START_MS, i as u64 + 1);
+        let changes = overlay.into_changes();
+        store.commit(changes);
+    }
+    let mut group = c.benchmark_group("rules");
+    for (commands, batch) in SHAPES {
+        group.throughput(Throughput::Elements((commands * batch) as u64));
+        let mut workload = Workload::new(ACCOUNTS);
+        group.bench_function(format!("{commands}x{batch}"), |b| {
+            b.iter_batched(
+                || (0..commands).map(|_| workload.command(batch)).collect::<Vec<_>>(),
+                |envelopes| {
+                    // Applied to a fresh overlay over the same base each time: the rules'
+                    // cost without the in-memory store growing under the benchmark.
+                    let mut overlay = Overlay::new(&store);
+                    for envelope in &envelopes {
+                        ledger::apply(&mut overlay, envelope, START_MS + 1, 1_000);
+                    }
+                    overlay.into_changes()
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn entry(index: u64, commands: Vec<Envelope>) -> Entry {
+    Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Payload::Commands {
+            proposed_at_ms: START_MS + index,
+            commands: Arc::new(commands),
+        }),
+    }
+}
+
+fn state_machine(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut group = c.benchmark_group("state_machine");
+    for (commands, batch) in SHAPES {
+        // A fresh database per shape, with the node's default cache, so shapes do not share
+        // pages.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (_log, mut sm) = ledger_node::store::open(dir.path(), 128 * 1024 * 1024).expect("open store");
+        let mut index = 0;
+        runtime.block_on(async {
+            for envelope in setup_commands(ACCOUNTS) {
+                index += 1;
+                sm.apply(vec![entry(index, vec![envelope])]).await.expect("setup applies");
+            }
+        });
+        group.throughput(Throughput::Elements((commands * batch) as u64));
+        let mut workload = Workload::new(ACCOUNTS);
+        group.bench_function(format!("{commands}x{batch}"), |b| {
+            b.iter_batched(
+                || {
+                    index += 1;
+                    entry(index, (0..commands).map(|_| workload.command(batch)).collect())
+                },
+                |entry| runtime.block_on(sm.apply(vec![entry])).expect("entry applies"),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, rules, state_machine);
+criterion_main!(benches);

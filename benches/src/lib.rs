@@ -1,0 +1,100 @@
+//! Workloads for the write-path micro-benchmarks (`cargo bench -p ledger-benches`): the same
+//! shape of commands `ledger bench` sends (single-phase transfers of 1.00 EUR between random
+//! pairs of `accounts` accounts), built without a cluster so that one stage of the write path
+//! can be timed on its own.
+
+use ledger_core::Decimal;
+use ledger_core::account::NewAccount;
+use ledger_core::command::Command;
+use ledger_core::command::Envelope;
+use ledger_core::limits::BATCH_ITEMS_MAX;
+use ledger_core::site::SiteCommand;
+use ledger_core::site::SiteRole;
+use ledger_core::transfer::NewTransfer;
+use ledger_core::transfer::TransferKind;
+
+/// Ledger time of the first command.
+pub const START_MS: u64 = 1_700_000_000_000;
+
+fn envelope(command: Command) -> Envelope {
+    Envelope { caller: "bench".into(), command }
+}
+
+pub fn account_id(i: usize) -> String {
+    format!("bench-acct-{i}")
+}
+
+/// Bootstraps an active site and opens `accounts` EUR accounts without balance limits.
+pub fn setup_commands(accounts: usize) -> Vec<Envelope> {
+    let bootstrap = envelope(Command::Site(SiteCommand::Bootstrap {
+        name: "bench".into(),
+        role: SiteRole::Active,
+        epoch: 1,
+        upstream: vec![],
+        dual_control: false,
+    }));
+    let ids: Vec<usize> = (0..accounts).collect();
+    let opens = ids.chunks(BATCH_ITEMS_MAX).map(|chunk| {
+        envelope(Command::CreateAccounts(
+            chunk
+                .iter()
+                .map(|i| NewAccount {
+                    id: account_id(*i).as_str().into(),
+                    currency: "EUR".into(),
+                    flags: Default::default(),
+                    overdraft_limit: None,
+                    code: 0,
+                    pii: Default::default(),
+                })
+                .collect(),
+        ))
+    });
+    std::iter::once(bootstrap).chain(opens).collect()
+}
+
+/// Generates transfer commands with ids that never repeat, so that every transfer is new work
+/// (a replayed id would take the cheaper idempotent path).
+pub struct Workload {
+    accounts: usize,
+    next_id: u64,
+    rng: u64,
+}
+
+impl Workload {
+    pub fn new(accounts: usize) -> Workload {
+        assert!(accounts >= 2);
+        Workload { accounts, next_id: 0, rng: 0x9E37_79B9_7F4A_7C15 }
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        // xorshift64*: enough to pick account pairs.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+    }
+
+    /// One `CreateTransfers` command of `batch` transfers.
+    pub fn command(&mut self, batch: usize) -> Envelope {
+        let transfers = (0..batch)
+            .map(|_| {
+                self.next_id += 1;
+                let debit = self.below(self.accounts);
+                let credit = (debit + 1 + self.below(self.accounts - 1)) % self.accounts;
+                NewTransfer {
+                    id: format!("bench-{}", self.next_id).as_str().into(),
+                    debit_account_id: account_id(debit).as_str().into(),
+                    credit_account_id: account_id(credit).as_str().into(),
+                    amount: Decimal::ONE,
+                    currency: None,
+                    code: 0,
+                    reference: String::new(),
+                    kind: TransferKind::Posted,
+                }
+            })
+            .collect();
+        envelope(Command::CreateTransfers { transfers, atomic: false })
+    }
+}
