@@ -38,10 +38,56 @@ if [ "$tls" = 1 ]; then
 else
   ledger+=(--insecure)
 fi
+status=(target/release/ledger-cluster status --data "$data" --json)
+case "$mode" in
+  single-site) status+=(--topology cluster/topologies/single-site.toml) ;;
+  insecure) status+=(--insecure) ;;
+esac
+# After a saturating run the DR site is behind; wait (up to 120 s) until every site has caught up so
+# that its catch-up does not compete for the 2 cores with the next run.
+drain() {
+  local start=$SECONDS
+  for _ in $(seq 240); do
+    lag=$("${status[@]}" 2>/dev/null | grep -o '"dr_lag_records": *[0-9]*' | grep -o '[0-9]*$' | sort -n | tail -1)
+    if [ "${lag:-0}" = 0 ]; then
+      echo "# all sites caught up $((SECONDS - start)) s after the run" >&2
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "# DR site still $lag records behind" >&2
+}
+# During each run, the DR lag (`ledger_dr_lag_seconds`, measured by every primary node against
+# the standby's watermark every 500 ms) is sampled every 250 ms from the primary nodes' /metrics.
+lag_ports=()
+[ "$mode" != single-site ] && lag_ports=(7301 7302 7303)
+sample_lag() {
+  while :; do
+    for port in "${lag_ports[@]}"; do
+      curl -s --max-time 0.2 "http://127.0.0.1:$port/metrics" | awk '/^ledger_dr_lag_seconds /{print $2}'
+    done | sort -g | tail -1 >>"$1"
+    sleep 0.25
+  done
+}
+bench() {
+  if [ ${#lag_ports[@]} = 0 ]; then
+    "${ledger[@]}" bench "$@" 2>/dev/null
+    return
+  fi
+  : >"$data/lag"
+  sample_lag "$data/lag" &
+  local sampler=$!
+  "${ledger[@]}" bench "$@" 2>/dev/null
+  kill $sampler
+  wait $sampler 2>/dev/null || true
+  sort -g "$data/lag" | awk '{v[NR]=$1} END {if (NR) printf "# dr lag during the run: %d samples, p50 %.2f s, p99 %.2f s, max %.2f s\n", NR, v[int((NR-1)*0.5)+1], v[int((NR-1)*0.99)+1], v[NR]}' >&2
+}
 echo "# $(date -u +%FT%TZ) mode=$mode $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)" >&2
 for batch in 100 1; do
-  max=$("${ledger[@]}" bench --concurrency 64 --batch "$batch" --duration "$seconds" --accounts "$accounts" 2>/dev/null)
+  max=$(bench --concurrency 64 --batch "$batch" --duration "$seconds" --accounts "$accounts")
   echo "$max"
+  drain
   half=$(echo "$max" | sed -E 's/.*"transfers_per_s":([0-9.]+).*/\1/' | awk '{printf "%d", $1 / 2}')
-  "${ledger[@]}" bench --concurrency 64 --batch "$batch" --rate "$half" --duration "$seconds" --accounts "$accounts" 2>/dev/null
+  bench --concurrency 64 --batch "$batch" --rate "$half" --duration "$seconds" --accounts "$accounts"
+  drain
 done
