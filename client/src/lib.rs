@@ -4,8 +4,9 @@
 //! - Retries what is safe to retry: a node that is down or has no leader (another endpoint),
 //!   an overloaded node (after a pause), and a write whose outcome is unknown (same transfer
 //!   ids, so the ledger's idempotency makes the retry harmless and returns the original result).
-//! - Follows the active site: when a node refuses a write because its site is a standby, the
-//!   client asks the endpoints for their site role and epoch and prefers the active site's.
+//! - Follows the leader of the active site: when a node refuses a write because its site is a
+//!   standby, or a call fails in a way worth another endpoint, the client asks every endpoint
+//!   for its site role, epoch, term and role, and goes to the newest active site's leader.
 //! - Speaks mutual TLS when given a CA, a certificate and a key.
 
 pub mod audit;
@@ -21,6 +22,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use std::time::Instant;
 
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use ledger_proto::v1 as pb;
 use ledger_proto::v1::audit_client::AuditClient;
 use ledger_proto::v1::cluster_client::ClusterClient;
@@ -40,6 +43,14 @@ const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// First pause between retries; doubles up to `RETRY_PAUSE_MS_MAX`.
 const RETRY_PAUSE_MS_START: u64 = 50;
 const RETRY_PAUSE_MS_MAX: u64 = 300;
+/// How long leader discovery waits for the endpoints' status answers.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(1);
+/// Once an active site's leader has answered, how much longer discovery waits for a better
+/// answer (a newer term) before it goes with it: a hung node must not hold every retry up.
+const DISCOVERY_GRACE: Duration = Duration::from_millis(100);
+/// Once any node of an active site has answered (none leads yet: an election), how much
+/// longer discovery waits for a leader; a follower waits for the election and forwards.
+const DISCOVERY_GRACE_NO_LEADER: Duration = Duration::from_millis(300);
 
 /// How to reach the ledger.
 #[derive(Clone, Debug)]
@@ -255,17 +266,17 @@ impl LedgerClient {
                 });
             }
             match next {
-                Next::OtherEndpoint => attempt += 1,
-                // Found: start again from the active site's endpoint (the rotation offset is
-                // relative to the preferred endpoint, and a stale offset would land on the
-                // standby site again).
-                Next::FindActiveSite => {
-                    if self.find_active_site().await {
-                        attempt = 0;
-                    } else {
-                        attempt += 1;
-                    }
-                }
+                // Ask who leads now rather than walk the list: the node that failed us may be
+                // cut off from its site (a deposed or partitioned leader still answers but can
+                // neither commit nor forward), and a walk can land on it again. Found: start
+                // again from the winner (the rotation offset is relative to the preferred
+                // endpoint, and a stale offset would land on the standby site again), or from
+                // the next one if the winner is the node that just failed.
+                Next::OtherEndpoint | Next::FindActiveSite => match self.find_active_site_leader().await {
+                    Some(winner) if winner != addr => attempt = 0,
+                    Some(_) => attempt = 1,
+                    None => attempt += 1,
+                },
                 Next::Pause | Next::Stop => {}
             }
             tokio::time::sleep(pause).await;
@@ -276,32 +287,47 @@ impl LedgerClient {
     /// Asks every endpoint for its site role and epoch; prefers an endpoint of the active site
     /// with the highest epoch, its leader if it answers. Returns whether one was found.
     pub async fn find_active_site(&self) -> bool {
-        let addrs = self.endpoints();
-        // Ranked by (epoch, Raft term, is leader): the newest active site's current leader,
-        // so that a deposed leader that still answers (partitioned, not yet told) loses to
-        // the one elected after it.
+        self.find_active_site_leader().await.is_some()
+    }
+
+    /// Asks every endpoint at once for its status and prefers the best answer, ranked by
+    /// (site epoch, Raft term, is leader) among unfenced active sites: the newest active
+    /// site's current leader, so that a deposed leader that still answers (partitioned, not
+    /// yet told) loses to the one elected after it. Waits at most [`DISCOVERY_TIMEOUT`],
+    /// [`DISCOVERY_GRACE_NO_LEADER`] after the first answer and [`DISCOVERY_GRACE`] after the
+    /// first leader's. Returns the preferred endpoint.
+    async fn find_active_site_leader(&self) -> Option<String> {
+        let (addrs, channels) = {
+            let endpoints = self.endpoints.lock().expect("lock");
+            (endpoints.addrs.clone(), endpoints.channels.clone())
+        };
+        let mut probes: FuturesUnordered<_> = addrs
+            .into_iter()
+            .zip(channels)
+            .map(|(addr, channel)| async move {
+                let mut request = tonic::Request::new(pb::StatusRequest {});
+                request.set_timeout(DISCOVERY_TIMEOUT);
+                let status = ClusterClient::new(channel).status(request).await.ok()?.into_inner();
+                let site = status.site.as_ref()?;
+                let rank = (site.epoch, status.raft_term, status.raft_role == "leader");
+                (site.role == "active" && !site.fenced).then_some((rank, addr))
+            })
+            .collect();
+        let started = tokio::time::Instant::now();
+        let mut deadline = started + DISCOVERY_TIMEOUT;
         let mut best: Option<((u64, u64, bool), String)> = None;
-        for addr in &addrs {
-            let Ok(single) = self.for_endpoint(addr) else { continue };
-            let (_, channel) = single.pick(0);
-            let mut rpc = ClusterClient::new(channel);
-            let mut request = tonic::Request::new(pb::StatusRequest {});
-            request.set_timeout(Duration::from_secs(2));
-            let Ok(status) = rpc.status(request).await else { continue };
-            let status = status.into_inner();
-            let Some(site) = status.site else { continue };
-            let rank = (site.epoch, status.raft_term, status.raft_role == "leader");
-            if site.role == "active" && !site.fenced && best.as_ref().is_none_or(|(best_rank, _)| rank > *best_rank) {
-                best = Some((rank, addr.clone()));
+        while let Ok(Some(answer)) = tokio::time::timeout_at(deadline, probes.next()).await {
+            let Some((rank, addr)) = answer else { continue };
+            if best.as_ref().is_none_or(|(best_rank, _)| rank > *best_rank) {
+                best = Some((rank, addr));
             }
+            let grace = if rank.2 { DISCOVERY_GRACE } else { DISCOVERY_GRACE_NO_LEADER };
+            deadline = deadline.min(tokio::time::Instant::now() + grace);
         }
-        match best {
-            Some((_, addr)) => {
-                self.prefer(&addr);
-                true
-            }
-            None => false,
-        }
+        tracing::debug!(best = ?best, elapsed_ms = started.elapsed().as_millis() as u64, "leader discovery");
+        let (_, addr) = best?;
+        self.prefer(&addr);
+        Some(addr)
     }
 
     fn ledger(channel: Channel) -> LedgerRpc<Channel> {
