@@ -135,6 +135,7 @@ pub async fn run(
 
     let monitor = Arc::new(DrMonitor::new(config.dr.clone()));
     let timer = tokio::spawn(ledger_timer(replica.clone()));
+    let watchdog = tokio::spawn(replica.clone().election_watchdog(Duration::from_millis(config.raft.election_min_ms)));
     let shipper = tokio::spawn(
         JournalShipper { replica: replica.clone(), transport: transport.clone(), monitor: monitor.clone() }.run(),
     );
@@ -242,6 +243,7 @@ pub async fn run(
     tracing::info!("shutting down: servers first, then raft");
     let _ = stop_tx.send(true);
     timer.abort();
+    watchdog.abort();
     refresh.abort();
     shipper.abort();
     watcher.abort();

@@ -10,6 +10,7 @@ use ledger_proto::v1::peer::RaftReply;
 use ledger_proto::v1::peer::RaftRequest;
 use ledger_proto::v1::peer::raft_peer_server::RaftPeer;
 use openraft::raft::AppendEntriesRequest;
+use openraft::raft::AppendEntriesResponse;
 use openraft::raft::InstallSnapshotRequest;
 use openraft::raft::VoteRequest;
 use serde::Serialize;
@@ -59,7 +60,12 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
 impl RaftPeer for PeerService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let (_, rpc): (_, AppendEntriesRequest<TypeConfig>) = self.open(request)?;
-        reply(&self.replica.raft.append_entries(rpc).await)
+        let response = self.replica.raft.append_entries(rpc).await;
+        // From the current leader (a deposed one gets HigherVote): it is alive.
+        if matches!(&response, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            self.replica.leader_contacted();
+        }
+        reply(&response)
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

@@ -77,6 +77,7 @@ impl ApiError {
                 WriteError::NotLeader { .. } => ("not_leader", Code::Unavailable),
                 WriteError::NoLeader => ("no_leader", Code::Unavailable),
                 WriteError::QuorumLost { .. } => ("quorum_lost", Code::Unavailable),
+                WriteError::LeaderUnreachable { .. } => ("leader_unreachable", Code::Unavailable),
                 WriteError::Overloaded => ("overloaded", Code::ResourceExhausted),
                 WriteError::OutcomeUnknown { .. } => ("outcome_unknown", Code::DeadlineExceeded),
                 WriteError::Shutdown => ("shutting_down", Code::Unavailable),

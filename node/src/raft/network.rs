@@ -5,12 +5,18 @@
 //! `Result<Response, RaftError>` as the remote Raft returned it. A gRPC status is only ever a
 //! transport failure: `UNAVAILABLE` (refused, reset, unreachable) becomes `Unreachable`, so
 //! openraft backs off instead of retrying on every heartbeat.
+//!
+//! The peer clients also remember which peers this node could not reach over the Raft
+//! protocol RPCs: a node cut off from the leader (a leader isolated one way, which learns of
+//! its successor but cannot send to it) refuses to forward writes and read-index requests to
+//! it at once, so the client goes to the leader directly instead of waiting out a timeout.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
+use std::time::Instant;
 
 use ledger_core::codec;
 use ledger_proto::v1::peer::RaftReply;
@@ -44,6 +50,9 @@ use crate::transport::Transport;
 /// Backoff for an unreachable peer: from 100 ms, doubling, capped at 2 s.
 const BACKOFF_START_MS: u64 = 100;
 const BACKOFF_MAX_MS: u64 = 2000;
+/// How long after a failed Raft RPC to a peer (with no success since) forwarded writes and
+/// read-index requests to it are refused without trying.
+const SHUN_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// Which peer RPC.
 #[derive(Clone, Copy, Debug)]
@@ -66,6 +75,14 @@ pub struct PeerClients {
     /// Address overrides by node id (fault proxies in chaos drills).
     routes: BTreeMap<NodeId, String>,
     channels: Mutex<HashMap<(NodeId, String), Channel>>,
+    reach: Mutex<HashMap<NodeId, Reach>>,
+}
+
+/// The outcome of the last Raft protocol RPCs to one peer.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reach {
+    last_ok: Option<Instant>,
+    last_failure: Option<Instant>,
 }
 
 /// A transport failure or an undecodable reply.
@@ -77,6 +94,8 @@ pub enum PeerCallError {
     Address { target: NodeId, reason: String },
     #[error("peer {target}: undecodable reply: {reason}")]
     Decode { target: NodeId, reason: String },
+    #[error("peer {target} was unreachable {failed_ms_ago} ms ago and has not answered since")]
+    Shunned { target: NodeId, failed_ms_ago: u64 },
 }
 
 impl PeerCallError {
@@ -86,7 +105,7 @@ impl PeerCallError {
             PeerCallError::Status { status, .. } => {
                 matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown)
             }
-            PeerCallError::Address { .. } => true,
+            PeerCallError::Address { .. } | PeerCallError::Shunned { .. } => true,
             PeerCallError::Decode { .. } => false,
         }
     }
@@ -107,7 +126,35 @@ impl PeerClients {
             message_bytes_max,
             routes,
             channels: Mutex::new(HashMap::new()),
+            reach: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Whether the last Raft protocol RPC to `target` failed, less than
+    /// [`SHUN_AFTER_FAILURE`] ago, with no success since: how long ago it failed.
+    pub fn unreachable(&self, target: NodeId) -> Option<Duration> {
+        let reach = *self.reach.lock().expect("lock is never poisoned").get(&target)?;
+        let failed = reach.last_failure?;
+        if reach.last_ok.is_some_and(|ok| ok >= failed) {
+            return None;
+        }
+        let ago = failed.elapsed();
+        (ago < SHUN_AFTER_FAILURE).then_some(ago)
+    }
+
+    /// Records the outcome of a Raft protocol RPC. Forwarded writes and read indexes are not
+    /// recorded: they can time out because the leader is slow, not unreachable.
+    fn record(&self, target: NodeId, method: PeerMethod, ok: bool) {
+        if !matches!(method, PeerMethod::AppendEntries | PeerMethod::Vote | PeerMethod::InstallSnapshot) {
+            return;
+        }
+        let mut reach = self.reach.lock().expect("lock is never poisoned");
+        let entry = reach.entry(target).or_default();
+        if ok {
+            entry.last_ok = Some(Instant::now());
+        } else {
+            entry.last_failure = Some(Instant::now());
+        }
     }
 
     fn address(&self, target: NodeId, member: &Member) -> String {
@@ -143,6 +190,11 @@ impl PeerClients {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerCallError> {
+        if matches!(method, PeerMethod::Propose | PeerMethod::ReadIndex)
+            && let Some(ago) = self.unreachable(target)
+        {
+            return Err(PeerCallError::Shunned { target, failed_ms_ago: ago.as_millis() as u64 });
+        }
         let (mut client, addr) = self.client(target, member)?;
         let mut req = tonic::Request::new(RaftRequest {
             cluster: self.cluster.clone(),
@@ -159,6 +211,11 @@ impl PeerClients {
             PeerMethod::ReadIndex => client.read_index(req).await,
             PeerMethod::Campaign => client.campaign(req).await,
         };
+        let unreachable = matches!(&reply, Err(status) if matches!(status.code(),
+            tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::DeadlineExceeded));
+        if reply.is_ok() || unreachable {
+            self.record(target, method, reply.is_ok());
+        }
         let reply = reply.map_err(|status| PeerCallError::Status { target, addr, status })?;
         codec::decode(&reply.into_inner().payload).map_err(|e| PeerCallError::Decode { target, reason: e.to_string() })
     }
@@ -237,5 +294,56 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
         let delays = std::iter::successors(Some(BACKOFF_START_MS), |ms| Some((ms * 2).min(BACKOFF_MAX_MS)))
             .map(Duration::from_millis);
         Backoff::new(delays)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clients() -> Arc<PeerClients> {
+        PeerClients::new("test".into(), 1, Transport::plaintext(), 1 << 20, BTreeMap::new())
+    }
+
+    fn member() -> Member {
+        // Nothing listens here: a call that got as far as connecting would fail as unreachable.
+        Member { zone: "a".into(), client_addr: "127.0.0.1:1".into(), peer_addr: "127.0.0.1:1".into() }
+    }
+
+    #[test]
+    fn a_failed_raft_rpc_marks_the_peer_unreachable_until_one_succeeds() {
+        let clients = clients();
+        assert!(clients.unreachable(2).is_none(), "never called: not unreachable");
+        clients.record(2, PeerMethod::AppendEntries, false);
+        assert!(clients.unreachable(2).is_some());
+        assert!(clients.unreachable(3).is_none(), "per peer");
+        clients.record(2, PeerMethod::Vote, true);
+        assert!(clients.unreachable(2).is_none(), "a later success clears it");
+    }
+
+    #[test]
+    fn forwarded_writes_and_read_indexes_do_not_count() {
+        let clients = clients();
+        clients.record(2, PeerMethod::Propose, false);
+        clients.record(2, PeerMethod::ReadIndex, false);
+        assert!(clients.unreachable(2).is_none(), "a slow leader is not an unreachable one");
+        clients.record(2, PeerMethod::AppendEntries, false);
+        clients.record(2, PeerMethod::Propose, true);
+        assert!(clients.unreachable(2).is_some(), "only Raft protocol RPCs clear it");
+    }
+
+    #[tokio::test]
+    async fn a_forward_to_an_unreachable_peer_fails_at_once_without_connecting() {
+        let clients = clients();
+        clients.record(2, PeerMethod::AppendEntries, false);
+        let started = Instant::now();
+        let result: Result<(), PeerCallError> =
+            clients.call(2, &member(), PeerMethod::Propose, &(), Duration::from_secs(5)).await;
+        assert!(matches!(result, Err(PeerCallError::Shunned { target: 2, .. })), "{result:?}");
+        assert!(started.elapsed() < Duration::from_secs(1));
+        // Raft protocol RPCs still go out (they are how the peer is found reachable again).
+        let result: Result<(), PeerCallError> =
+            clients.call(2, &member(), PeerMethod::Vote, &(), Duration::from_secs(5)).await;
+        assert!(matches!(result, Err(PeerCallError::Status { .. })), "{result:?}");
     }
 }

@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,7 @@ use serde::Serialize;
 use tokio::time::Instant as TokioInstant;
 
 use crate::raft::batcher::Batcher;
+use crate::raft::network::PeerCallError;
 use crate::raft::network::PeerClients;
 use crate::raft::network::PeerMethod;
 use crate::raft::types::CommandResult;
@@ -49,6 +51,10 @@ pub enum WriteError {
     NoLeader,
     #[error("the leader has not heard from a quorum for {millis_since_quorum_ack} ms; refusing writes")]
     QuorumLost { millis_since_quorum_ack: u64 },
+    #[error(
+        "this node cannot reach leader {leader_id} (last Raft RPC to it failed {failed_ms_ago} ms ago); nothing was applied, send the write to the leader"
+    )]
+    LeaderUnreachable { leader_id: NodeId, failed_ms_ago: u64 },
     #[error("write queue is full; retry later")]
     Overloaded,
     #[error("outcome unknown ({reason}); retry with the same ids")]
@@ -100,6 +106,9 @@ pub struct Replica {
     election_max: Duration,
     /// Set during a leadership transfer: this leader proposes nothing new.
     transferring: AtomicBool,
+    /// When this node last accepted an AppendEntries (heartbeat or entries) from a leader, or
+    /// last started an election.
+    leader_contact: Mutex<Instant>,
     pub started: Instant,
 }
 
@@ -129,6 +138,7 @@ impl Replica {
             read_timeout,
             election_max,
             transferring: AtomicBool::new(false),
+            leader_contact: Mutex::new(Instant::now()),
             started: Instant::now(),
         }
     }
@@ -145,6 +155,52 @@ impl Replica {
         let metrics = self.raft.metrics();
         let m = metrics.borrow();
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Notes that a leader's AppendEntries was accepted (for the election watchdog).
+    pub fn leader_contacted(&self) {
+        *self.leader_contact.lock().expect("lock is never poisoned") = Instant::now();
+    }
+
+    /// Starts an election as soon as the leader has been silent for a little longer than its
+    /// lease, instead of openraft 0.9's lease + this node's election timeout (drawn once at
+    /// start, up to `election_max`). Followers refuse votes while the lease runs, so nobody can
+    /// win earlier; `WATCHDOG_MARGIN` keeps a leadership transfer's chosen candidate (asked to
+    /// campaign 50 ms after the lease) ahead, and a fresh random spread per attempt keeps the
+    /// followers from campaigning at the same instant. Runs until the task is aborted.
+    pub async fn election_watchdog(self: Arc<Self>, election_min: Duration) {
+        let spread = self.election_max.saturating_sub(election_min) / 2;
+        let draw = || self.election_max + WATCHDOG_MARGIN + jitter(self.id, spread);
+        let mut threshold = draw();
+        let mut tick = tokio::time::interval(Duration::from_millis(50));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let silent = self.leader_contact.lock().expect("lock is never poisoned").elapsed();
+            if silent < threshold {
+                continue;
+            }
+            let eligible = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                let membership = m.membership_config.membership();
+                m.state == ServerState::Follower
+                    && membership.voter_ids().any(|id| id == self.id)
+                    && membership.voter_ids().count() > 1
+            };
+            if !eligible {
+                continue;
+            }
+            tracing::info!(
+                silent_ms = silent.as_millis() as u64,
+                "no leader heard past its lease: starting an election"
+            );
+            if let Err(e) = self.raft.trigger().elect().await {
+                tracing::debug!(error = %e, "could not start an election");
+            }
+            self.leader_contacted();
+            threshold = draw();
+        }
     }
 
     /// The member record of `node_id` in the current membership.
@@ -191,6 +247,9 @@ impl Replica {
                     let forwarded: Result<Result<CommandResult, WriteError>, _> = forwarded;
                     match forwarded {
                         Ok(Err(WriteError::NotLeader { .. } | WriteError::NoLeader)) => true,
+                        Err(PeerCallError::Shunned { target, failed_ms_ago }) => {
+                            return Err(WriteError::LeaderUnreachable { leader_id: target, failed_ms_ago });
+                        }
                         Ok(result) => return result,
                         Err(e) if e.is_unreachable() => {
                             tracing::debug!(error = %e, "leader unreachable; waiting for a new one");
@@ -236,8 +295,22 @@ impl Replica {
         // side), the caller learns it at once instead of at the write deadline, and retries
         // at another node. The outcome is unknown (the entry may still commit), which the ids
         // make safe to retry.
+        //
+        // Likewise when leadership moves while the write is pending: it is not forwarded from
+        // here, as this node may be the one cut off from the others (a leader isolated one
+        // way learns of its successor but cannot reach it); the caller retries at the new
+        // leader directly.
         tokio::select! {
-            result = receiver => result.unwrap_or(Err(WriteError::Shutdown)),
+            result = receiver => match result {
+                Ok(Err(WriteError::NotLeader { leader_id })) => Err(WriteError::OutcomeUnknown {
+                    reason: match leader_id {
+                        Some(id) => format!("leadership moved to node {id} while the write was pending"),
+                        None => "this node lost leadership while the write was pending".into(),
+                    },
+                }),
+                Ok(result) => result,
+                Err(_) => Err(WriteError::Shutdown),
+            },
             ms = self.quorum_lost() => Err(WriteError::OutcomeUnknown {
                 reason: format!("the leader lost contact with its quorum ({ms} ms without an acknowledgement) while the write was pending"),
             }),
@@ -308,6 +381,7 @@ impl Replica {
                         Ok(Ok(index)) => Some(index),
                         Ok(Err(ReadError::NoLeader)) => None,
                         Ok(Err(e)) => return Err(e),
+                        Err(e @ PeerCallError::Shunned { .. }) => return Err(ReadError::Peer(e.to_string())),
                         Err(e) if e.is_unreachable() => None,
                         Err(e) => return Err(ReadError::Peer(e.to_string())),
                     }
@@ -474,6 +548,18 @@ impl Replica {
             .map_err(|_| MembershipError::Timeout((lease * 3).as_millis() as u64))?;
         Ok(m.current_leader.expect("checked above"))
     }
+}
+
+/// How much longer than the leader lease the election watchdog waits (see
+/// [`Replica::election_watchdog`]).
+const WATCHDOG_MARGIN: Duration = Duration::from_millis(200);
+
+/// A pseudo-random duration below `spread`, different per node and per call.
+fn jitter(id: NodeId, spread: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    let mixed = (u64::from(nanos) ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let spread_ms = spread.as_millis() as u64;
+    if spread_ms == 0 { Duration::ZERO } else { Duration::from_millis((mixed >> 11) % spread_ms) }
 }
 
 /// Longest wait for one forwarded write (the leader may be partitioned from us).
