@@ -11,7 +11,6 @@ use ledger_core::limits::BATCH_ITEMS_MAX;
 use ledger_core::site::SiteCommand;
 use ledger_core::site::SiteRole;
 use ledger_core::transfer::NewTransfer;
-use ledger_core::transfer::TransferKind;
 
 /// Ledger time of the first command.
 pub const START_MS: u64 = 1_700_000_000_000;
@@ -83,16 +82,12 @@ impl Workload {
                 self.next_id += 1;
                 let debit = self.below(self.accounts);
                 let credit = (debit + 1 + self.below(self.accounts - 1)) % self.accounts;
-                NewTransfer {
-                    id: format!("bench-{}", self.next_id).as_str().into(),
-                    debit_account_id: account_id(debit).as_str().into(),
-                    credit_account_id: account_id(credit).as_str().into(),
-                    amount: Decimal::ONE,
-                    currency: None,
-                    code: 0,
-                    reference: String::new(),
-                    kind: TransferKind::Posted,
-                }
+                NewTransfer::posted(
+                    &format!("bench-{}", self.next_id),
+                    &account_id(debit),
+                    &account_id(credit),
+                    Decimal::ONE,
+                )
             })
             .collect();
         envelope(Command::CreateTransfers { transfers, atomic: false })

@@ -361,8 +361,9 @@ fn halt(store: &mut Overlay<'_>, reason: String) -> Shipped {
 }
 
 /// Re-applies one journal record shipped from the active site on this standby, and checks
-/// that it reproduces the record bit for bit (same hash). A record that does not follow our
-/// head, or reproduces a different hash, halts shipping: the sites have diverged and an
+/// that it reproduces the record bit for bit (same hash). A record past our head + 1 is
+/// ignored (a stale batch); one that does not follow our head, or reproduces a different hash,
+/// halts shipping: the sites have diverged and an
 /// operator must look, never a silent continuation.
 pub fn ship(store: &mut Overlay<'_>, record: &JournalRecord) -> Shipped {
     let meta = store.meta();
@@ -388,8 +389,14 @@ pub fn ship(store: &mut Overlay<'_>, record: &JournalRecord) -> Shipped {
             _ => halt(store, format!("shipped seq {} differs from ours: the sites diverged", record.seq)),
         };
     }
+    // A gap is a batch built from a stale view of our head (the shipper read it before a
+    // resync or a leader change was applied; it checks the stream's own continuity), not a
+    // lost record: apply nothing, halt nothing, and let the shipper restart from our head.
     if record.seq != head.seq + 1 {
-        return halt(store, format!("gap: shipped seq {} after our seq {}", record.seq, head.seq));
+        return Shipped::Ignored(format!(
+            "gap: shipped seq {} after our seq {}; shipping restarts from our head",
+            record.seq, head.seq
+        ));
     }
     if record.prev_hash != head.hash {
         return halt(

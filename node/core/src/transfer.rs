@@ -63,6 +63,22 @@ pub struct NewTransfer {
     pub kind: TransferKind,
 }
 
+impl NewTransfer {
+    /// A single-phase transfer of `amount` in the accounts' currency, with no code or reference.
+    pub fn posted(id: &str, debit: &str, credit: &str, amount: Decimal) -> NewTransfer {
+        NewTransfer {
+            id: TransferId::new(id),
+            debit_account_id: AccountId::new(debit),
+            credit_account_id: AccountId::new(credit),
+            amount,
+            currency: None,
+            code: 0,
+            reference: String::new(),
+            kind: TransferKind::Posted,
+        }
+    }
+}
+
 /// Where a transfer stands. Rejected transfers are stored too, so that a replay of the same id
 /// returns the original result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -61,7 +61,6 @@ async fn history_pages_read_back_from_any_index() {
     use ledger_core::site::SiteCommand;
     use ledger_core::site::SiteRole;
     use ledger_core::transfer::NewTransfer;
-    use ledger_core::transfer::TransferKind;
     use openraft::EntryPayload;
     use openraft::LogId;
     use openraft::storage::RaftStateMachine;
@@ -86,16 +85,7 @@ async fn history_pages_read_back_from_any_index() {
     };
     let transfers = |from: usize, n: usize| {
         let transfers = (from..from + n)
-            .map(|i| NewTransfer {
-                id: format!("t{i}").as_str().into(),
-                debit_account_id: "a".into(),
-                credit_account_id: "b".into(),
-                amount: ledger_core::Decimal::ONE,
-                currency: None,
-                code: 0,
-                reference: String::new(),
-                kind: TransferKind::Posted,
-            })
+            .map(|i| NewTransfer::posted(&format!("t{i}"), "a", "b", ledger_core::Decimal::ONE))
             .collect();
         envelope(Command::CreateTransfers { transfers, atomic: false })
     };

@@ -430,16 +430,7 @@ pub fn overdraft_account(id: &str, currency: &str, limit: &str) -> NewAccount {
 
 /// A single-phase transfer.
 pub fn posted(id: &str, debit: &str, credit: &str, amount: &str) -> NewTransfer {
-    NewTransfer {
-        id: TransferId::new(id),
-        debit_account_id: AccountId::new(debit),
-        credit_account_id: AccountId::new(credit),
-        amount: dec(amount),
-        currency: None,
-        code: 1,
-        reference: String::new(),
-        kind: TransferKind::Posted,
-    }
+    NewTransfer { code: 1, ..NewTransfer::posted(id, debit, credit, dec(amount)) }
 }
 
 /// A pending transfer, expiring `timeout_ms` after it is applied (never for `None`).
