@@ -3,6 +3,7 @@
 //! pairs of `accounts` accounts), built without a cluster so that one stage of the write path
 //! can be timed on its own.
 
+use ledger_client::bench::Rng;
 use ledger_core::Decimal;
 use ledger_core::account::NewAccount;
 use ledger_core::command::Command;
@@ -56,23 +57,17 @@ pub fn setup_commands(accounts: usize) -> Vec<Envelope> {
 pub struct Workload {
     accounts: usize,
     next_id: u64,
-    rng: u64,
+    rng: Rng,
 }
 
 impl Workload {
     pub fn new(accounts: usize) -> Workload {
         assert!(accounts >= 2);
-        Workload { accounts, next_id: 0, rng: 0x9E37_79B9_7F4A_7C15 }
+        Workload { accounts, next_id: 0, rng: Rng::new(0x9E37_79B9_7F4A_7C15) }
     }
 
     fn below(&mut self, n: usize) -> usize {
-        // xorshift64*: enough to pick account pairs.
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize
+        self.rng.below(n as u64) as usize
     }
 
     /// One `CreateTransfers` command of `batch` transfers.

@@ -76,12 +76,7 @@ fn main() -> anyhow::Result<()> {
     if let Command::Node(args) = cli.command {
         return ledger_node::cli::run_node(args);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = ledger_cluster::cli::tool_runtime()?;
     runtime.block_on(async move {
         match cli.command {
             Command::List => {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use ledger_client::LedgerClient;
+use ledger_client::bench::Rng;
 use ledger_client::proto as pb;
 use serde::Deserialize;
 use serde::Serialize;
@@ -109,23 +110,6 @@ fn result_name(code: i32) -> String {
         .unwrap_or_else(|_| format!("code_{code}"))
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// A running workload; [`Workload::stop`] returns its history.
 pub struct Workload {
     stop: watch::Sender<bool>,
@@ -176,7 +160,7 @@ async fn run_client(
     index: usize,
     stopped: watch::Receiver<bool>,
 ) -> History {
-    let mut rng = Rng(config.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(index as u64 + 1)) | 1);
+    let mut rng = Rng::new(config.seed ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(index as u64 + 1)) | 1);
     let mut history = History::default();
     let mut n = 0u64;
     // Pending transfers this client created and has not resolved: (id, debit, credit, amount).

@@ -60,10 +60,17 @@ pub struct BenchReport {
     pub endpoints: Vec<String>,
 }
 
-/// xorshift64*: enough to pick account pairs; not for anything secret.
-struct Rng(u64);
+/// xorshift64*: a small seeded generator, enough to pick account pairs and amounts in load
+/// generators (`ledger bench`, the chaos workload, the micro-benchmarks); not for anything
+/// secret.
+pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from `seed` (a zero seed would stay zero, so the low bit is set).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
     fn next(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
@@ -73,8 +80,9 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
     }
 }
 
@@ -117,7 +125,7 @@ struct WorkerStats {
 }
 
 async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadline: Instant) -> WorkerStats {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let mut stats = WorkerStats { latencies_us: Vec::new(), requests: 0, ok: 0, rejected: 0, errors: 0 };
     let mut n = 0u64;
     // A paced worker sends request k at `first + k * interval`; workers are staggered across
@@ -142,8 +150,10 @@ async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadli
         let transfers: Vec<pb::NewTransfer> = (0..config.batch)
             .map(|_| {
                 n += 1;
-                let debit = rng.below(config.accounts);
-                let credit = (debit + 1 + rng.below(config.accounts - 1)) % config.accounts;
+                let accounts = config.accounts as u64;
+                let debit = rng.below(accounts);
+                let credit = ((debit + 1 + rng.below(accounts - 1)) % accounts) as usize;
+                let debit = debit as usize;
                 pb::NewTransfer {
                     id: format!("{}-{worker}-{n}", config.run_id),
                     debit_account_id: account_id(&config.run_id, debit),
@@ -233,7 +243,7 @@ mod tests {
         assert_eq!(percentile(&v, 999), 999.0);
         assert_eq!(percentile(&v, 1000), 1000.0);
         assert_eq!(percentile(&[], 500), 0.0);
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         assert!((0..1000).all(|_| rng.below(10) < 10));
     }
 }

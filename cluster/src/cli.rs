@@ -519,11 +519,17 @@ pub fn main() -> anyhow::Result<()> {
     if let Command::Node(args) = cli.command {
         return ledger_node::cli::run_node(args);
     }
+    tool_runtime()?.block_on(run(cli))
+}
+
+/// What an operator tool's process needs before it talks to nodes (`ledger-cluster`,
+/// `ledger-chaos`): warnings and errors to stderr (`LEDGER_LOG` to change), rustls' crypto
+/// provider, and a tokio runtime.
+pub fn tool_runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("LEDGER_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run(cli))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
 }

@@ -135,7 +135,7 @@ pub async fn run(
 
     let monitor = Arc::new(DrMonitor::new(config.dr.clone()));
     let timer = tokio::spawn(ledger_timer(replica.clone()));
-    let watchdog = tokio::spawn(replica.clone().election_watchdog(Duration::from_millis(config.raft.election_min_ms)));
+    let watchdog = tokio::spawn(replica.clone().monitor_leadership(Duration::from_millis(config.raft.election_min_ms)));
     let shipper = tokio::spawn(
         JournalShipper { replica: replica.clone(), transport: transport.clone(), monitor: monitor.clone() }.run(),
     );

@@ -27,6 +27,7 @@ use openraft::error::InitializeError;
 use openraft::error::RaftError;
 use serde::Deserialize;
 use serde::Serialize;
+use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
 use crate::raft::batcher::Batcher;
@@ -109,6 +110,10 @@ pub struct Replica {
     /// When this node last accepted an AppendEntries (heartbeat or entries) from a leader, or
     /// last started an election.
     leader_contact: Mutex<Instant>,
+    /// While this node leads without having heard from a quorum for longer than the election
+    /// timeout: the milliseconds since the last quorum acknowledgement. Kept by
+    /// [`Replica::monitor_leadership`], awaited by every pending write.
+    quorum_lost: watch::Sender<Option<u64>>,
     pub started: Instant,
 }
 
@@ -139,6 +144,7 @@ impl Replica {
             election_max,
             transferring: AtomicBool::new(false),
             leader_contact: Mutex::new(Instant::now()),
+            quorum_lost: watch::Sender::new(None),
             started: Instant::now(),
         }
     }
@@ -157,18 +163,22 @@ impl Replica {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
-    /// Notes that a leader's AppendEntries was accepted (for the election watchdog).
+    /// Notes that a leader's AppendEntries was accepted (for [`Replica::monitor_leadership`]).
     pub fn leader_contacted(&self) {
         *self.leader_contact.lock().expect("lock is never poisoned") = Instant::now();
     }
 
-    /// Starts an election as soon as the leader has been silent for a little longer than its
-    /// lease, instead of openraft 0.9's lease + this node's election timeout (drawn once at
-    /// start, up to `election_max`). Followers refuse votes while the lease runs, so nobody can
-    /// win earlier; `WATCHDOG_MARGIN` keeps a leadership transfer's chosen candidate (asked to
-    /// campaign 50 ms after the lease) ahead, and a fresh random spread per attempt keeps the
-    /// followers from campaigning at the same instant. Runs until the task is aborted.
-    pub async fn election_watchdog(self: Arc<Self>, election_min: Duration) {
+    /// Every 50 ms, until the task is aborted:
+    ///
+    /// - as leader, publishes whether it lost its quorum (see `quorum_lost`), so that pending
+    ///   writes fail fast without each polling the metrics;
+    /// - as follower, starts an election as soon as the leader has been silent for a little
+    ///   longer than its lease, instead of openraft 0.9's lease + this node's election timeout
+    ///   (drawn once at start, up to `election_max`). Followers refuse votes while the lease
+    ///   runs, so nobody can win earlier; `WATCHDOG_MARGIN` keeps a leadership transfer's
+    ///   chosen candidate (asked to campaign 50 ms after the lease) ahead, and a fresh random
+    ///   spread per attempt keeps the followers from campaigning at the same instant.
+    pub async fn monitor_leadership(self: Arc<Self>, election_min: Duration) {
         let spread = self.election_max.saturating_sub(election_min) / 2;
         let draw = || self.election_max + WATCHDOG_MARGIN + jitter(self.id, spread);
         let mut threshold = draw();
@@ -176,6 +186,17 @@ impl Replica {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let lost = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow();
+                m.millis_since_quorum_ack
+                    .filter(|ms| m.current_leader == Some(self.id) && *ms > self.election_max.as_millis() as u64)
+            };
+            self.quorum_lost.send_if_modified(|current| {
+                let changed = current.is_some() != lost.is_some();
+                *current = lost;
+                changed
+            });
             let silent = self.leader_contact.lock().expect("lock is never poisoned").elapsed();
             if silent < threshold {
                 continue;
@@ -289,6 +310,7 @@ impl Replica {
                 return Err(WriteError::QuorumLost { millis_since_quorum_ack: ms });
             }
         }
+        let mut quorum_lost = self.quorum_lost.subscribe();
         let receiver = self.batcher.submit(envelope)?;
         // A write already proposed waits for its entry to commit; if this leader loses its
         // quorum meanwhile (it is partitioned, and a new leader may already serve the other
@@ -311,29 +333,12 @@ impl Replica {
                 Ok(result) => result,
                 Err(_) => Err(WriteError::Shutdown),
             },
-            ms = self.quorum_lost() => Err(WriteError::OutcomeUnknown {
-                reason: format!("the leader lost contact with its quorum ({ms} ms without an acknowledgement) while the write was pending"),
+            Ok(ms) = quorum_lost.wait_for(Option::is_some) => Err(WriteError::OutcomeUnknown {
+                reason: format!(
+                    "the leader lost contact with its quorum ({} ms without an acknowledgement) while the write was pending",
+                    ms.unwrap_or_default()
+                ),
             }),
-        }
-    }
-
-    /// Resolves when this node is leader and has not heard from a quorum for longer than the
-    /// election timeout (or is no longer leader: then openraft fails the pending write itself,
-    /// and this never resolves), with the milliseconds since the last quorum acknowledgement.
-    async fn quorum_lost(&self) -> u64 {
-        let mut metrics = self.raft.metrics();
-        loop {
-            {
-                let m = metrics.borrow_and_update();
-                if let Some(ms) = m.millis_since_quorum_ack
-                    && m.current_leader == Some(self.id)
-                    && ms > self.election_max.as_millis() as u64
-                {
-                    return ms;
-                }
-            }
-            // `millis_since_quorum_ack` ages without a metrics change: poll as well.
-            let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
         }
     }
 
@@ -551,7 +556,7 @@ impl Replica {
 }
 
 /// How much longer than the leader lease the election watchdog waits (see
-/// [`Replica::election_watchdog`]).
+/// [`Replica::monitor_leadership`]).
 const WATCHDOG_MARGIN: Duration = Duration::from_millis(200);
 
 /// A pseudo-random duration below `spread`, different per node and per call.
