@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod limits;
 pub mod money;
 pub mod pii;
+pub mod posting;
 pub mod reject;
 pub mod site;
 pub mod site_ops;

@@ -18,7 +18,7 @@ use crate::command::Refusal;
 use crate::journal::JournalRecord;
 use crate::journal::SiteEvent;
 use crate::journal::SiteLogEntry;
-use crate::ledger;
+use crate::posting;
 use crate::site::APPROVAL_WINDOW_MS;
 use crate::site::APPROVALS_MAX;
 use crate::site::Approval;
@@ -316,7 +316,7 @@ pub(crate) fn apply_site(
     store.put_meta(meta);
     let outcome = Outcome::Site(next.clone());
     let journaled = before.site.writable() || next.writable();
-    let journal_seq = if journaled { ledger::journal(store, envelope, outcome.clone(), time, raft_index) } else { 0 };
+    let journal_seq = if journaled { store.journal_command(envelope, outcome.clone(), time, raft_index) } else { 0 };
     log(store, &envelope.caller, SiteEvent::Site(command.clone()), time, journal_seq);
     outcome
 }
@@ -330,10 +330,10 @@ pub(crate) fn apply_admin(
 ) -> Outcome {
     let meta = store.meta();
     if meta.site.role == SiteRole::Uninitialized {
-        return Outcome::Refused(ledger::write_refusal(&meta.site).expect("an uninitialized site is not writable"));
+        return Outcome::Refused(posting::write_refusal(&meta.site).expect("an uninitialized site is not writable"));
     }
     let journal_seq =
-        if meta.site.writable() { ledger::journal(store, envelope, Outcome::Recorded, time, raft_index) } else { 0 };
+        if meta.site.writable() { store.journal_command(envelope, Outcome::Recorded, time, raft_index) } else { 0 };
     log(store, &envelope.caller, SiteEvent::Admin(event.clone()), time, journal_seq);
     Outcome::Recorded
 }
@@ -414,7 +414,7 @@ pub fn ship(store: &mut Overlay<'_>, record: &JournalRecord) -> Shipped {
             // Site operations and admin events of the active site are facts about that site:
             // they are copied, not re-run against this one.
             Command::Site(_) | Command::Admin(_) => record.outcome.clone(),
-            command => ledger::execute(&mut child, command, record.ledger_time_ms, record.seq),
+            command => posting::execute(&mut child, command, record.ledger_time_ms, record.seq),
         };
         let rebuilt = JournalRecord::seal(
             record.seq,

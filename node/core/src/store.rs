@@ -14,10 +14,13 @@ use serde::Serialize;
 
 use crate::account::Account;
 use crate::account::Balance;
+use crate::command::Envelope;
+use crate::command::Outcome;
 use crate::id::AccountId;
 use crate::id::TransferId;
 use crate::journal::JournalHead;
 use crate::journal::JournalRecord;
+use crate::journal::Origin;
 use crate::journal::SiteLogEntry;
 use crate::money::Currency;
 use crate::site::SiteState;
@@ -188,6 +191,26 @@ impl<'a> Overlay<'a> {
         meta.journal = record.head();
         self.changes.journal.push(record);
         self.changes.meta = Some(meta);
+    }
+
+    /// Appends the journal record of `envelope` with `outcome`, under this site's name and
+    /// epoch, chained to the current head. Returns its seq.
+    pub fn journal_command(&mut self, envelope: &Envelope, outcome: Outcome, time: u64, raft_index: u64) -> u64 {
+        let meta = self.meta();
+        let seq = meta.journal.seq + 1;
+        let origin = Origin { site: meta.site.name.clone(), epoch: meta.site.epoch, raft_index };
+        let record = JournalRecord::seal(
+            seq,
+            time,
+            origin,
+            envelope.caller.clone(),
+            envelope.command.clone(),
+            outcome,
+            meta.journal.hash,
+        );
+        self.append_journal(record);
+        assert_eq!(self.meta().journal.seq, seq);
+        seq
     }
 
     pub fn put_meta(&mut self, meta: LedgerMeta) {

@@ -940,6 +940,28 @@ fn atomic_batches() {
     assert_eq!(l.transfer("x1").request, posted("x1", "bank", "b", "10.00"), "a conflict never overwrites");
 }
 
+// Goal (issue 9, defect 6): an atomic batch with a malformed item is refused before any state
+// is read, by one rule (`ledger::atomic_refused_up_front`) that the API answers without
+// proposing and the ledger answers if such a batch reaches it: the malformed item carries its
+// code, every other item linked_event_failed, even an id that exists (no replayed result), and
+// nothing is stored.
+#[test]
+fn atomic_batch_with_a_malformed_item_is_refused_before_any_lookup() {
+    let mut l = Ledger::new();
+    l.must_create_account("bank", "EUR", NO_FLAGS);
+    l.must_create_account("b", "EUR", NO_FLAGS);
+    l.must_transfer(posted("m1", "bank", "b", "1.00"));
+    let before = l.book();
+    let batch =
+        vec![posted("m1", "bank", "b", "1.00"), posted("m2", "bank", "b", "0"), posted("m3", "bank", "b", "2.00")];
+    let outcome = l.apply(atomic(batch.clone()));
+    assert_eq!(show(&outcome), "linked_event_failed, amount_not_positive, linked_event_failed");
+    let rule = ledger::atomic_refused_up_front(batch.len(), 1, ResultCode::AmountNotPositive);
+    assert_eq!(outcome.items(), rule.as_slice(), "the ledger answers the shared rule");
+    assert_eq!(l.book().accounts, before.accounts, "nothing moved");
+    assert!(!l.has_transfer("m3"), "nothing stored");
+}
+
 // Goal: an atomic batch must not half-apply when one of its items is the replay of a stored
 // rejection. A client whose chain [f1, f2] failed on f2 retries with f2 under a new id; the
 // chain result shows f1 failed (its stored linked_event_failed), yet f2' is applied alone.
