@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc);
     tonic_prost_build::configure()
+        // Undecodable requests are the caller's error, not INTERNAL (see src/codec.rs).
+        .codec_path("crate::codec::LedgerCodec")
         .file_descriptor_set_path(out_dir.join("ledger_descriptor.bin"))
         .compile_with_config(config, &["proto/ledger/v1/ledger.proto", "proto/ledger/v1/raft.proto"], &["proto"])?;
     Ok(())

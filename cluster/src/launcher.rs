@@ -222,6 +222,7 @@ impl LocalCluster {
                     .collect(),
                 ..DrConfig::default()
             },
+            failpoints: Vec::new(),
         };
         if let Some(hook) = &self.hook {
             hook(key, &mut config);
@@ -266,6 +267,11 @@ impl LocalCluster {
 
     pub fn is_running(&mut self, key: &NodeKey) -> bool {
         self.procs.get_mut(key).is_some_and(NodeProcess::is_running)
+    }
+
+    /// How the node's process ended, if it has.
+    pub fn exit_status(&mut self, key: &NodeKey) -> Option<std::process::ExitStatus> {
+        self.procs.get_mut(key).and_then(NodeProcess::exit_status)
     }
 
     /// kill -9.

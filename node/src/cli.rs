@@ -38,9 +38,23 @@ async fn bind(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| format!("binding the {what} listener on {addr}"))
 }
 
+/// Fail-stop: a panic anywhere in the node, a spawned task included (tokio would otherwise
+/// keep the process running without it: pending transfers would stop expiring, fencing would
+/// stop), reports itself and aborts the process. A crashed replica beats a diverged or a
+/// half-working one; its supervisor restarts it and Raft brings it back.
+fn fail_stop_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info, "a task panicked: stopping the node (fail-stop)");
+        std::process::abort();
+    }));
+}
+
 /// Runs a node process to completion.
 pub fn run_node(args: NodeArgs) -> anyhow::Result<()> {
     init_tracing(&args.log_format);
+    fail_stop_on_panic();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = NodeConfig::load(&args.config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

@@ -56,6 +56,9 @@ pub struct NodeConfig {
     pub routes: BTreeMap<String, String>,
     #[serde(default)]
     pub dr: DrConfig,
+    /// Failpoints to arm (tests only; see `failpoint.rs` for the names). Empty in production.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failpoints: Vec<String>,
 }
 
 /// Disaster recovery: the other sites, and the RPO guardrail.
@@ -210,6 +213,9 @@ impl NodeConfig {
             if id.parse::<u64>().is_err() || addr.is_empty() {
                 return bad(format!("route {id:?} = {addr:?} must map a node id to an address"));
             }
+        }
+        if let Some(unknown) = self.failpoints.iter().find(|name| !crate::failpoint::ALL.contains(&name.as_str())) {
+            return bad(format!("unknown failpoint {unknown:?}; known: {:?}", crate::failpoint::ALL));
         }
         Ok(())
     }

@@ -11,6 +11,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dr;
+pub mod failpoint;
 pub mod metrics;
 pub mod raft;
 pub mod runtime;

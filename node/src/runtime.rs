@@ -32,10 +32,10 @@ use crate::dr::ship::JournalShipper;
 use crate::dr::watch::SiteWatcher;
 use crate::raft::batcher::Batcher;
 use crate::raft::batcher::BatcherLimits;
+use crate::raft::clock::now_ms;
 use crate::raft::network::PeerClients;
 use crate::raft::network::PeerNetwork;
 use crate::raft::replica::Replica;
-use crate::raft::replica::now_ms;
 use crate::raft::types::Member;
 use crate::raft::types::Raft;
 use crate::security::pii::KeyRing;
@@ -79,6 +79,7 @@ pub async fn run(
     metrics_handle: Option<PrometheusHandle>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
+    crate::failpoint::arm(&config.failpoints);
     let (log_store, state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
     let committed_index = log_store.committed_index();
     let reader = state_machine.reader();
@@ -150,13 +151,9 @@ pub async fn run(
 
     let message_max = config.limits.grpc_message_bytes_max;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    health_reporter.set_serving::<LedgerServer<LedgerService>>().await;
-    health_reporter.set_serving::<ClusterServer<ClusterService>>().await;
-    health_reporter.set_serving::<AuditServer<AuditService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| NodeError::Serve { what: "reflection", detail: e.to_string() })?;
+    let health = tokio::spawn(crate::api::health::follow(health_reporter, replica.clone(), monitor.clone()));
+    let (reflection, reflection_v1alpha) =
+        crate::api::health::reflection().map_err(|e| NodeError::Serve { what: "reflection", detail: e.to_string() })?;
     let ledger_service =
         LedgerService { replica: replica.clone(), auth: auth.clone(), keys: keys.clone(), monitor: monitor.clone() };
     let cluster_service = ClusterService {
@@ -171,6 +168,7 @@ pub async fn run(
         .max_concurrent_streams(config.limits.grpc_concurrent_streams_max)
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(
             LedgerServer::new(ledger_service)
                 .max_decoding_message_size(message_max)
@@ -245,6 +243,7 @@ pub async fn run(
     timer.abort();
     watchdog.abort();
     refresh.abort();
+    health.abort();
     shipper.abort();
     watcher.abort();
     key_reload.abort();
@@ -281,6 +280,9 @@ async fn ledger_timer(replica: Arc<Replica>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if crate::failpoint::armed(crate::failpoint::LEDGER_TIMER_PANIC) {
+            panic!("failpoint {}: the ledger timer panics", crate::failpoint::LEDGER_TIMER_PANIC);
+        }
         if !replica.is_leader() || ledger::write_refusal(&replica.reader.meta().site).is_some() {
             continue;
         }

@@ -16,3 +16,8 @@ pub mod v1 {
 
 /// Encoded `FileDescriptorSet` of every service, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ledger_descriptor");
+
+pub mod codec;
+pub mod error_code;
+
+pub use error_code::ErrorCode;

@@ -47,6 +47,7 @@ impl Auth {
                 caller: caller.name,
                 role: caller.role.name().into(),
                 action: "use the peer (Raft) service",
+                needed: Role::Node.name().into(),
             });
         }
         Ok(caller)

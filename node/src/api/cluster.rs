@@ -14,6 +14,7 @@ use ledger_core::command::Refusal;
 use ledger_core::site::SiteCommand;
 use ledger_core::site::SiteRole;
 use ledger_core::site::SiteState;
+use ledger_proto::ErrorCode;
 use ledger_proto::v1 as pb;
 use ledger_proto::v1::cluster_server::Cluster;
 use openraft::ServerState;
@@ -44,7 +45,7 @@ pub struct ClusterService {
 fn member_from_proto(m: &pb::Member) -> Result<(u64, Member), ApiError> {
     if m.node_id == 0 || m.client_addr.is_empty() || m.peer_addr.is_empty() || m.zone.is_empty() {
         return Err(ApiError::invalid(
-            "member_invalid",
+            ErrorCode::MemberInvalid,
             format!("member {m:?} needs node_id >= 1, zone, client_addr and peer_addr"),
         ));
     }
@@ -150,7 +151,7 @@ impl Cluster for ClusterService {
         let request = request.into_inner();
         if request.site != self.site {
             return Err(ApiError::invalid(
-                "site_mismatch",
+                ErrorCode::SiteMismatch,
                 format!("this node belongs to site {:?}, not {:?}", self.site, request.site),
             )
             .into());
@@ -159,16 +160,18 @@ impl Cluster for ClusterService {
             "active" => SiteRole::Active,
             "standby" => SiteRole::Standby,
             other => {
-                return Err(
-                    ApiError::invalid("role_invalid", format!("role {other:?} is not active or standby")).into()
-                );
+                return Err(ApiError::invalid(
+                    ErrorCode::RoleInvalid,
+                    format!("role {other:?} is not active or standby"),
+                )
+                .into());
             }
         };
         let mut members = BTreeMap::new();
         for m in &request.members {
             let (id, member) = member_from_proto(m)?;
             if members.insert(id, member).is_some() {
-                return Err(ApiError::invalid("member_invalid", format!("node {id} listed twice")).into());
+                return Err(ApiError::invalid(ErrorCode::MemberInvalid, format!("node {id} listed twice")).into());
             }
         }
         let formed = self.replica.initialize(members).await?;
@@ -196,7 +199,7 @@ impl Cluster for ClusterService {
         let caller = self.auth.authorize(&request, Action::OperateCluster)?;
         let started = Instant::now();
         let request = request.into_inner();
-        let node = request.node.ok_or_else(|| ApiError::invalid("member_invalid", "node is required"))?;
+        let node = request.node.ok_or_else(|| ApiError::invalid(ErrorCode::MemberInvalid, "node is required"))?;
         let (id, member) = member_from_proto(&node)?;
         let timeout_ms =
             if request.catch_up_timeout_ms == 0 { CATCH_UP_TIMEOUT_MS_DEFAULT } else { request.catch_up_timeout_ms };
@@ -233,11 +236,12 @@ impl Cluster for ClusterService {
         let caller = self.auth.authorize(&request, Action::OperateSite)?;
         let started = Instant::now();
         let r = request.into_inner();
-        let kind = pb::SiteOperationKind::try_from(r.kind)
-            .map_err(|_| ApiError::invalid("operation_invalid", format!("unknown site operation {}", r.kind)))?;
+        let kind = pb::SiteOperationKind::try_from(r.kind).map_err(|_| {
+            ApiError::invalid(ErrorCode::OperationInvalid, format!("unknown site operation {}", r.kind))
+        })?;
         let command = match kind {
             pb::SiteOperationKind::Unspecified => {
-                return Err(ApiError::invalid("operation_invalid", "a site operation kind is required").into());
+                return Err(ApiError::invalid(ErrorCode::OperationInvalid, "a site operation kind is required").into());
             }
             pb::SiteOperationKind::Fence => SiteCommand::Fence,
             pb::SiteOperationKind::Unfence => SiteCommand::Unfence,

@@ -17,6 +17,7 @@ use ledger_core::id::TransferId;
 use ledger_core::ledger;
 use ledger_core::limits;
 use ledger_core::reject::ResultCode;
+use ledger_proto::ErrorCode;
 use ledger_proto::v1 as pb;
 use ledger_proto::v1::ledger_server::Ledger;
 use tonic::Request;
@@ -43,7 +44,7 @@ pub struct LedgerService {
 fn check_batch_len(n: usize, what: &str) -> Result<(), ApiError> {
     if n == 0 || n > limits::BATCH_ITEMS_MAX {
         return Err(ApiError::invalid(
-            "batch_size",
+            ErrorCode::BatchSize,
             format!("{what}: {n} items; a batch must have between 1 and {}", limits::BATCH_ITEMS_MAX),
         ));
     }
@@ -54,16 +55,20 @@ fn observe(rpc: &'static str, started: Instant) {
     metrics::histogram!("ledger_request_duration_seconds", "rpc" => rpc).record(started.elapsed().as_secs_f64());
 }
 
-/// Items split into those to propose and the codes of those refused up front.
-struct Prepared<T> {
+/// One write request on its way through the pipeline every write RPC shares: *prepare* (parse
+/// and check each item without state), *propose* the valid items as one command, *merge* the
+/// ledger's per-item results with the codes of the items refused up front, in request order.
+struct WriteBatch<T> {
+    /// Item ids in request order, for the results.
+    ids: Vec<String>,
     /// `(request index, item)` to propose.
     valid: Vec<(usize, T)>,
     /// Code per request index, for items refused before proposing.
     refused: Vec<Option<ResultCode>>,
 }
 
-impl<T> Prepared<T> {
-    fn new(items: impl IntoIterator<Item = Result<T, ResultCode>>) -> Prepared<T> {
+impl<T> WriteBatch<T> {
+    fn prepare(ids: Vec<String>, items: impl IntoIterator<Item = Result<T, ResultCode>>) -> WriteBatch<T> {
         let mut valid = Vec::new();
         let mut refused = Vec::new();
         for (index, item) in items.into_iter().enumerate() {
@@ -75,37 +80,38 @@ impl<T> Prepared<T> {
                 Err(code) => refused.push(Some(code)),
             }
         }
-        Prepared { valid, refused }
+        assert_eq!(refused.len(), ids.len(), "one id per item");
+        WriteBatch { ids, valid, refused }
     }
 
-    fn any_refused(&self) -> bool {
-        self.refused.iter().any(Option::is_some)
+    /// The results in request order: `applied[i]` for the i-th proposed item, the up-front
+    /// code for the others.
+    fn merge(&self, proposed: &[usize], applied: &[ItemResult]) -> Vec<pb::ItemResult> {
+        assert_eq!(proposed.len(), applied.len(), "one ledger result per proposed item");
+        let mut codes: Vec<Option<ItemResult>> = self.refused.iter().map(|c| c.map(ItemResult::new)).collect();
+        for (index, result) in proposed.iter().zip(applied) {
+            assert!(codes[*index].is_none(), "an item is refused up front or proposed, not both");
+            codes[*index] = Some(result.clone());
+        }
+        let results: Vec<ItemResult> =
+            codes.into_iter().map(|c| c.expect("every item is refused up front or proposed")).collect();
+        self.to_proto(&results)
     }
-}
 
-/// Merges refused-up-front codes with the ledger's results for the proposed items.
-fn merge_results(
-    ids: &[String],
-    refused: &[Option<ResultCode>],
-    proposed: &[usize],
-    applied: &[ItemResult],
-) -> Vec<pb::ItemResult> {
-    assert_eq!(proposed.len(), applied.len(), "one ledger result per proposed item");
-    let mut results: Vec<pb::ItemResult> = ids
-        .iter()
-        .enumerate()
-        .map(|(index, id)| pb::ItemResult {
-            index: index as u32,
-            id: id.clone(),
-            code: convert::result_code(refused[index].unwrap_or(ResultCode::LinkedEventFailed)),
-            replayed: false,
-        })
-        .collect();
-    for (index, result) in proposed.iter().zip(applied) {
-        results[*index].code = convert::result_code(result.code);
-        results[*index].replayed = result.replayed;
+    fn to_proto(&self, results: &[ItemResult]) -> Vec<pb::ItemResult> {
+        assert_eq!(results.len(), self.ids.len());
+        self.ids
+            .iter()
+            .zip(results)
+            .enumerate()
+            .map(|(index, (id, result))| pb::ItemResult {
+                index: index as u32,
+                id: id.clone(),
+                code: convert::result_code(result.code),
+                replayed: result.replayed,
+            })
+            .collect()
     }
-    results
 }
 
 fn commit_info(result: &CommandResult) -> pb::CommitInfo {
@@ -117,7 +123,6 @@ fn commit_info(result: &CommandResult) -> pb::CommitInfo {
 }
 
 impl LedgerService {
-    /// Refuses early when this site cannot take writes (the state machine checks again).
     /// Refuses early when this site cannot take writes (the state machine checks again), or
     /// when the RPO guardrail throttles writes because the DR lag neared its ceiling.
     fn check_writable(&self) -> Result<(), ApiError> {
@@ -127,12 +132,36 @@ impl LedgerService {
         if self.monitor.throttled() {
             let lag = self.monitor.lag();
             metrics::counter!("ledger_dr_throttled_writes_total").increment(1);
-            return Err(ApiError::Throttled(format!(
-                "the DR site lags {} ms ({} records), within 10% of the {} ms ceiling: writes are refused until it catches up",
-                lag.ms, lag.records, self.monitor.config.lag_ceiling_ms
-            )));
+            return Err(ApiError::Throttled {
+                lag_ms: lag.ms,
+                lag_records: lag.records,
+                ceiling_ms: self.monitor.config.lag_ceiling_ms,
+            });
         }
         Ok(())
+    }
+
+    /// The shared write pipeline (see [`WriteBatch`]): refuses a whole atomic batch that has
+    /// an item refused up front (the ledger's own rule, without proposing), proposes the
+    /// valid items as `command(items)`, and merges the results.
+    async fn write<T>(
+        &self,
+        caller: &Caller,
+        mut batch: WriteBatch<T>,
+        atomic: bool,
+        command: impl FnOnce(Vec<T>) -> Command,
+    ) -> Result<(Vec<pb::ItemResult>, pb::CommitInfo), ApiError> {
+        if atomic && let Some(first_bad) = batch.refused.iter().position(Option::is_some) {
+            let code = batch.refused[first_bad].expect("position of a refused item");
+            let results = ledger::atomic_refused_up_front(batch.ids.len(), first_bad, code);
+            return Ok((batch.to_proto(&results), pb::CommitInfo::default()));
+        }
+        let (proposed, items): (Vec<usize>, Vec<T>) = std::mem::take(&mut batch.valid).into_iter().unzip();
+        if items.is_empty() {
+            return Ok((batch.merge(&[], &[]), pb::CommitInfo::default()));
+        }
+        let result = self.propose(caller, command(items)).await?;
+        Ok((batch.merge(&proposed, result.outcome.items()), commit_info(&result)))
     }
 
     async fn propose(&self, caller: &Caller, command: Command) -> Result<CommandResult, ApiError> {
@@ -165,11 +194,25 @@ impl LedgerService {
     }
 
     /// Waits for the consistency the request asks for; returns the applied index read at.
+    ///
+    /// A linearizable read must reflect every write acknowledged before it, and only the
+    /// active site acknowledges writes: a standby (or a fenced or superseded site) ships the
+    /// journal asynchronously, so its copy may miss acknowledged writes. Such a site refuses a
+    /// linearizable read with `site_not_active`, naming the active site as a write refusal
+    /// does (the Rust client follows it); a `LOCAL` read is served anywhere, labelled with the
+    /// site's watermark.
     async fn read_point(&self, consistency: i32) -> Result<u64, ApiError> {
         match pb::ReadConsistency::try_from(consistency) {
-            Ok(pb::ReadConsistency::Linearizable) => Ok(self.replica.read_barrier().await?),
+            Ok(pb::ReadConsistency::Linearizable) => {
+                if let Some(refusal) = ledger::write_refusal(&self.replica.reader.meta().site) {
+                    return Err(ApiError::ReadNotActive(refusal));
+                }
+                Ok(self.replica.read_barrier().await?)
+            }
             Ok(pb::ReadConsistency::Local) => Ok(self.replica.reader.applied_index()),
-            Err(_) => Err(ApiError::invalid("consistency_invalid", format!("unknown read consistency {consistency}"))),
+            Err(_) => {
+                Err(ApiError::invalid(ErrorCode::ConsistencyInvalid, format!("unknown read consistency {consistency}")))
+            }
         }
     }
 }
@@ -188,29 +231,20 @@ impl Ledger for LedgerService {
         let key_id = self.replica.reader.meta().site.data_key_id;
         let keys = self.keys.get();
         if key_id != 0 && !keys.has(key_id) {
-            return Err(ApiError::FailedPrecondition(format!(
-                "the site seals personal data with data key {key_id}, which this node's key file lacks"
-            ))
-            .into());
+            return Err(ApiError::DataKeyMissing { key_id }.into());
         }
-        let prepared = Prepared::new(request.accounts.iter().map(|a| {
-            let new = convert::new_account(a, &keys, key_id)?;
-            ledger::validate_new_account(&new)?;
-            Ok(new)
-        }));
-        let ids: Vec<String> = request.accounts.iter().map(|a| a.id.clone()).collect();
-        let (proposed, items): (Vec<usize>, Vec<_>) = prepared.valid.into_iter().unzip();
-        if items.is_empty() {
-            observe("CreateAccounts", started);
-            return Ok(Response::new(pb::CreateAccountsResponse {
-                results: merge_results(&ids, &prepared.refused, &[], &[]),
-                commit: Some(pb::CommitInfo::default()),
-            }));
-        }
-        let result = self.propose(&caller, Command::CreateAccounts(items)).await?;
-        let results = merge_results(&ids, &prepared.refused, &proposed, result.outcome.items());
+        let ids = request.accounts.iter().map(|a| a.id.clone()).collect();
+        let batch = WriteBatch::prepare(
+            ids,
+            request.accounts.iter().map(|a| {
+                let new = convert::new_account(a, &keys, key_id)?;
+                ledger::validate_new_account(&new)?;
+                Ok(new)
+            }),
+        );
+        let (results, commit) = self.write(&caller, batch, false, Command::CreateAccounts).await?;
         observe("CreateAccounts", started);
-        Ok(Response::new(pb::CreateAccountsResponse { results, commit: Some(commit_info(&result)) }))
+        Ok(Response::new(pb::CreateAccountsResponse { results, commit: Some(commit) }))
     }
 
     async fn update_accounts(
@@ -222,20 +256,11 @@ impl Ledger for LedgerService {
         let request = request.into_inner();
         check_batch_len(request.updates.len(), "updates")?;
         self.check_writable()?;
-        let prepared = Prepared::new(request.updates.iter().map(convert::account_update));
-        let ids: Vec<String> = request.updates.iter().map(|u| u.id.clone()).collect();
-        let (proposed, items): (Vec<usize>, Vec<_>) = prepared.valid.into_iter().unzip();
-        if items.is_empty() {
-            observe("UpdateAccounts", started);
-            return Ok(Response::new(pb::UpdateAccountsResponse {
-                results: merge_results(&ids, &prepared.refused, &[], &[]),
-                commit: Some(pb::CommitInfo::default()),
-            }));
-        }
-        let result = self.propose(&caller, Command::UpdateAccounts(items)).await?;
-        let results = merge_results(&ids, &prepared.refused, &proposed, result.outcome.items());
+        let ids = request.updates.iter().map(|u| u.id.clone()).collect();
+        let batch = WriteBatch::prepare(ids, request.updates.iter().map(convert::account_update));
+        let (results, commit) = self.write(&caller, batch, false, Command::UpdateAccounts).await?;
         observe("UpdateAccounts", started);
-        Ok(Response::new(pb::UpdateAccountsResponse { results, commit: Some(commit_info(&result)) }))
+        Ok(Response::new(pb::UpdateAccountsResponse { results, commit: Some(commit) }))
     }
 
     async fn create_transfers(
@@ -247,36 +272,24 @@ impl Ledger for LedgerService {
         let request = request.into_inner();
         check_batch_len(request.transfers.len(), "transfers")?;
         self.check_writable()?;
-        let prepared = Prepared::new(request.transfers.iter().map(|t| {
-            let new = convert::new_transfer(t)?;
-            ledger::validate_transfer(&new)?;
-            Ok(new)
-        }));
-        let ids: Vec<String> = request.transfers.iter().map(|t| t.id.clone()).collect();
+        let ids = request.transfers.iter().map(|t| t.id.clone()).collect();
+        let batch = WriteBatch::prepare(
+            ids,
+            request.transfers.iter().map(|t| {
+                let new = convert::new_transfer(t)?;
+                ledger::validate_transfer(&new)?;
+                Ok(new)
+            }),
+        );
         let atomic = request.atomic;
-        let respond = |results: Vec<pb::ItemResult>, commit: pb::CommitInfo| {
-            for r in &results {
-                let name = ResultCode::from_u32(r.code as u32).map_or("unknown", |c| c.name());
-                metrics::counter!("ledger_transfer_results_total", "code" => name).increment(1);
-            }
-            observe("CreateTransfers", started);
-            Ok(Response::new(pb::CreateTransfersResponse { results, commit: Some(commit) }))
-        };
-        if atomic && prepared.any_refused() {
-            // An atomic batch with a malformed item: nothing is proposed; the first malformed
-            // item carries its code, the others LINKED_EVENT_FAILED.
-            let first_bad = prepared.refused.iter().position(Option::is_some).expect("some item refused");
-            let mut refused = vec![Some(ResultCode::LinkedEventFailed); ids.len()];
-            refused[first_bad] = prepared.refused[first_bad];
-            return respond(merge_results(&ids, &refused, &[], &[]), pb::CommitInfo::default());
+        let (results, commit) =
+            self.write(&caller, batch, atomic, |transfers| Command::CreateTransfers { transfers, atomic }).await?;
+        for r in &results {
+            let name = ResultCode::from_u32(r.code as u32).map_or("unknown", |c| c.name());
+            metrics::counter!("ledger_transfer_results_total", "code" => name).increment(1);
         }
-        let (proposed, items): (Vec<usize>, Vec<_>) = prepared.valid.into_iter().unzip();
-        if items.is_empty() {
-            return respond(merge_results(&ids, &prepared.refused, &[], &[]), pb::CommitInfo::default());
-        }
-        let result = self.propose(&caller, Command::CreateTransfers { transfers: items, atomic }).await?;
-        let results = merge_results(&ids, &prepared.refused, &proposed, result.outcome.items());
-        respond(results, commit_info(&result))
+        observe("CreateTransfers", started);
+        Ok(Response::new(pb::CreateTransfersResponse { results, commit: Some(commit) }))
     }
 
     async fn lookup_accounts(
@@ -341,7 +354,7 @@ impl Ledger for LedgerService {
         let account_id = AccountId::new(request.account_id.clone());
         if account_id.check().is_err() {
             return Err(ApiError::invalid(
-                "id_invalid",
+                ErrorCode::IdInvalid,
                 format!("account id {:?} is not a valid id", request.account_id),
             )
             .into());
@@ -350,7 +363,7 @@ impl Ledger for LedgerService {
             0 => 100,
             n if n as usize > limits::HISTORY_PAGE_MAX => {
                 return Err(ApiError::invalid(
-                    "limit_invalid",
+                    ErrorCode::LimitInvalid,
                     format!("limit {n} is above the page maximum {}", limits::HISTORY_PAGE_MAX),
                 )
                 .into());

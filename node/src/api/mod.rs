@@ -5,6 +5,7 @@
 //! - `cluster.rs`: status, bootstrap, membership, leadership (operators);
 //! - `audit.rs`: the journal (auditors, the DR site);
 //! - `peer.rs`: Raft RPCs and write forwarding (peers only, on the peer port);
+//! - `health.rs`: gRPC health per service name, and reflection of the client port;
 //! - `status.rs`: the one `ApiError -> tonic::Status` mapping with stable error codes;
 //! - `convert.rs`: proto <-> domain conversions.
 
@@ -12,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod cluster;
 pub mod convert;
+pub mod health;
 pub mod ledger;
 pub mod peer;
 pub mod status;

@@ -67,12 +67,12 @@ impl DrMonitor {
         let lag = self.lag();
         let Some(oldest_missing_ms) = lag.oldest_missing_ms else { return false };
         let margin = self.config.lag_ceiling_ms / 10;
-        crate::raft::replica::now_ms().saturating_sub(oldest_missing_ms) + margin >= self.config.lag_ceiling_ms
+        crate::raft::clock::now_ms().saturating_sub(oldest_missing_ms) + margin >= self.config.lag_ceiling_ms
     }
 
     pub fn to_proto(&self) -> pb::DrLag {
         let lag = self.lag();
-        let now = crate::raft::replica::now_ms();
+        let now = crate::raft::clock::now_ms();
         pb::DrLag {
             records: lag.records,
             ms: lag.ms,

@@ -22,8 +22,8 @@ use ledger_proto::v1::cluster_client::ClusterClient;
 
 use super::DrMonitor;
 use super::Lag;
+use crate::raft::clock::now_ms;
 use crate::raft::replica::Replica;
-use crate::raft::replica::now_ms;
 use crate::transport::Transport;
 
 const POLL_MS: u64 = 500;

@@ -19,7 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
-use crate::raft::replica::WriteError;
+use crate::raft::error::WriteError;
 use crate::raft::types::CommandResult;
 use crate::raft::types::Payload;
 use crate::raft::types::Raft;

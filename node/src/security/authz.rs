@@ -99,6 +99,13 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The roles that may do this, for refusals that name what was needed.
+    pub fn roles_allowed(self) -> Vec<Role> {
+        Role::ALL.into_iter().filter(|role| allows(*role, self)).collect()
+    }
+}
+
 /// The authorization matrix. Deny by default: only the pairs listed are allowed.
 pub fn allows(role: Role, action: Action) -> bool {
     use Action::*;

@@ -34,6 +34,7 @@ use std::sync::Arc;
 pub use log::SledLogStore;
 pub use state::SledStateMachine;
 pub use state::StateReader;
+pub use state::StateView;
 
 /// A storage failure. Any of these inside Raft storage is fatal for the node.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,11 @@ impl SledDb {
 
     pub(crate) fn drop_tree(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.inner.db.drop_tree(name)?)
+    }
+
+    /// Names of every tree in the database.
+    pub(crate) fn tree_names(&self) -> Vec<String> {
+        self.inner.db.tree_names().iter().map(|name| String::from_utf8_lossy(name).into_owned()).collect()
     }
 
     /// Makes every write so far durable: sled flush (write-out with `sync_file_range`), then

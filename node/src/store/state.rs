@@ -8,8 +8,11 @@
 //! `purge` syncs before dropping entries that could rebuild them.
 //!
 //! State trees are generations (`sm_<gen>`): installing a snapshot fills `sm_<gen+1>`, syncs,
-//! flips `current_gen` in `sm_meta`, syncs, then drops the old tree, so a crash at any point
-//! leaves one complete generation current.
+//! flips `current_gen` in `sm_meta`, syncs, then retires the old generation, so a crash at any
+//! point leaves one complete generation current. A retired generation's tree is dropped only
+//! once no reader holds it (readers pin the generation they started with, see [`StateView`]);
+//! sled answers reads of a dropped tree with `CollectionNotFound`, or loops in an iterator.
+//! Generations left over by a crash are dropped at start-up.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -206,16 +209,22 @@ fn changes_to_batch(tree: &sled::Tree, changes: Changes, batch: &mut sled::Batch
     }
 }
 
-/// The current state tree, shared by the state machine and the readers.
+/// One generation of the state: its number and its tree. Shared (`Arc`) by the state machine
+/// and every reader that pinned it.
 struct Current {
     generation: u64,
     tree: sled::Tree,
 }
 
+/// The current generation; a snapshot install swaps in the next one.
+type CurrentCell = Arc<RwLock<Arc<Current>>>;
+
 pub struct SledStateMachine {
     db: SledDb,
     sm_meta: sled::Tree,
-    current: Arc<RwLock<Current>>,
+    current: CurrentCell,
+    /// Generations replaced by a snapshot install, dropped once no reader holds them.
+    retired: Vec<Arc<Current>>,
     snapshot_dir: PathBuf,
     /// Files being received by `begin_receiving_snapshot`, removed after install.
     incoming: Vec<PathBuf>,
@@ -234,6 +243,14 @@ impl SledStateMachine {
             None => 1,
         };
         let tree = db.tree(&tree_name(generation))?;
+        // Generations retired before a crash or a shutdown (no reader survives a restart).
+        for name in db.tree_names() {
+            let stale = name.strip_prefix("sm_").and_then(|g| g.parse::<u64>().ok()).is_some_and(|g| g != generation);
+            if stale {
+                db.drop_tree(&name)?;
+                tracing::info!(tree = %name, "dropped a retired state generation");
+            }
+        }
         let snapshot_dir = db.dir().join("snapshots");
         std::fs::create_dir_all(&snapshot_dir)
             .map_err(|source| StoreError::Io { path: snapshot_dir.clone(), source })?;
@@ -253,7 +270,8 @@ impl SledStateMachine {
         Ok(SledStateMachine {
             db,
             sm_meta,
-            current: Arc::new(RwLock::new(Current { generation, tree })),
+            current: Arc::new(RwLock::new(Arc::new(Current { generation, tree }))),
+            retired: Vec::new(),
             snapshot_dir,
             incoming: Vec::new(),
             head: head_tx,
@@ -274,6 +292,32 @@ impl SledStateMachine {
 
     fn tree(&self) -> sled::Tree {
         self.current.read().expect("lock is never poisoned").tree.clone()
+    }
+
+    /// Drops the trees of retired generations that no reader holds any more. A retired
+    /// generation is never current again, so once only `retired` holds it nobody can pin it.
+    fn reap_retired(&mut self) -> Result<(), StoreError> {
+        let (free, held): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.retired).into_iter().partition(|g| Arc::strong_count(g) == 1);
+        self.retired = held;
+        for generation in free {
+            assert_ne!(generation.generation, self.current.read().expect("lock is never poisoned").generation);
+            self.db.drop_tree(&tree_name(generation.generation))?;
+        }
+        Ok(())
+    }
+
+    /// The generations whose trees exist (current and retired but still held), for tests.
+    #[cfg(test)]
+    pub(crate) fn generations(&self) -> Vec<u64> {
+        let mut generations: Vec<u64> = self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|name| name.strip_prefix("sm_").and_then(|g| g.parse().ok()))
+            .collect();
+        generations.sort_unstable();
+        generations
     }
 
     fn apply_chunk(&mut self, tree: &sled::Tree, entries: Vec<Entry>) -> Result<Vec<Applied>, StorageError> {
@@ -419,6 +463,9 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         I: IntoIterator<Item = Entry> + Send,
         I::IntoIter: Send,
     {
+        if !self.retired.is_empty() {
+            self.reap_retired().map_err(sm_write_err)?;
+        }
         let tree = self.tree();
         let mut replies = Vec::new();
         let mut chunk = Vec::with_capacity(APPLY_CHUNK_ENTRIES);
@@ -522,13 +569,13 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
         // Flip the generation durably, then drop the old one.
         self.sm_meta.insert(CURRENT_GEN, codec::encode(&generation)).map_err(snapshot_err)?;
         self.db.sync().await.map_err(snapshot_err)?;
-        let old_generation = {
+        let old = {
             let mut current = self.current.write().expect("lock is never poisoned");
-            let old = current.generation;
-            *current = Current { generation, tree: new_tree.clone() };
-            old
+            std::mem::replace(&mut *current, Arc::new(Current { generation, tree: new_tree.clone() }))
         };
-        self.db.drop_tree(&tree_name(old_generation)).map_err(snapshot_err)?;
+        assert_eq!(old.generation + 1, generation, "generations follow each other");
+        self.retired.push(old);
+        self.reap_retired().map_err(snapshot_err)?;
         self.set_current_snapshot(meta)?;
         for path in self.incoming.drain(..) {
             let _ = std::fs::remove_file(path);
@@ -553,39 +600,48 @@ impl RaftStateMachine<TypeConfig> for SledStateMachine {
 }
 
 /// Reads of the applied state, for the API. Reads see whole applied batches per key, never a
-/// half-applied entry's value.
+/// half-applied entry's value. Each call reads the current generation; a caller that makes
+/// several reads that must agree with each other takes a [`StateView`].
 #[derive(Clone)]
 pub struct StateReader {
-    current: Arc<RwLock<Current>>,
+    current: CurrentCell,
     head: watch::Receiver<JournalHead>,
     applied_index: Arc<AtomicU64>,
     db: SledDb,
 }
 
+/// The state of one generation, pinned: a snapshot installed meanwhile does not pull it away
+/// (its tree is dropped only after every view of it is gone). Hold it for one request, not
+/// for long: it keeps a replaced generation on disk.
+pub struct StateView {
+    current: Arc<Current>,
+}
+
 impl StateReader {
-    fn tree(&self) -> sled::Tree {
-        self.current.read().expect("lock is never poisoned").tree.clone()
+    /// Pins the current generation.
+    pub fn view(&self) -> StateView {
+        StateView { current: self.current.read().expect("lock is never poisoned").clone() }
     }
 
     pub fn account(&self, id: &AccountId) -> Option<Account> {
-        SledLedger { tree: &self.tree() }.account(id)
+        self.view().account(id)
     }
 
     pub fn transfer(&self, id: &TransferId) -> Option<Transfer> {
-        SledLedger { tree: &self.tree() }.transfer(id)
+        self.view().transfer(id)
     }
 
     pub fn meta(&self) -> LedgerMeta {
-        SledLedger { tree: &self.tree() }.meta()
+        self.view().meta()
     }
 
     pub fn totals(&self, currency: Currency) -> CurrencyTotals {
-        SledLedger { tree: &self.tree() }.totals(currency)
+        self.view().totals(currency)
     }
 
     /// The earliest pending expiry (ledger time), if any.
     pub fn next_expiry(&self) -> Option<u64> {
-        ledger::next_expiry(&SledLedger { tree: &self.tree() })
+        self.view().next_expiry()
     }
 
     pub fn applied_index(&self) -> u64 {
@@ -594,7 +650,70 @@ impl StateReader {
 
     /// History rows of `account` from `from_index` (1-based), at most `limit`.
     pub fn history(&self, account: &AccountId, from_index: u64, limit: usize) -> Vec<HistoryEntry> {
-        let tree = self.tree();
+        self.view().history(account, from_index, limit)
+    }
+
+    /// Journal records from `from_seq`, at most `limit`.
+    pub fn journal(&self, from_seq: u64, limit: usize) -> Vec<JournalRecord> {
+        self.view().journal(from_seq, limit)
+    }
+
+    /// Every account, in id order (for invariant checks and exports; O(accounts)).
+    pub fn accounts(&self) -> Vec<Account> {
+        self.view().accounts()
+    }
+
+    /// Site log entries from `from_seq`, at most `limit`.
+    pub fn site_log(&self, from_seq: u64, limit: usize) -> Vec<SiteLogEntry> {
+        self.view().site_log(from_seq, limit)
+    }
+
+    /// Follows the journal head as entries are applied.
+    pub fn subscribe_head(&self) -> watch::Receiver<JournalHead> {
+        self.head.clone()
+    }
+
+    pub fn journal_head(&self) -> JournalHead {
+        *self.head.borrow()
+    }
+
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk()
+    }
+}
+
+impl StateView {
+    fn ledger(&self) -> SledLedger<'_> {
+        SledLedger { tree: &self.current.tree }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.current.generation
+    }
+
+    pub fn account(&self, id: &AccountId) -> Option<Account> {
+        self.ledger().account(id)
+    }
+
+    pub fn transfer(&self, id: &TransferId) -> Option<Transfer> {
+        self.ledger().transfer(id)
+    }
+
+    pub fn meta(&self) -> LedgerMeta {
+        self.ledger().meta()
+    }
+
+    pub fn totals(&self, currency: Currency) -> CurrencyTotals {
+        self.ledger().totals(currency)
+    }
+
+    pub fn next_expiry(&self) -> Option<u64> {
+        ledger::next_expiry(&self.ledger())
+    }
+
+    /// History rows of `account` from `from_index` (1-based), at most `limit`.
+    pub fn history(&self, account: &AccountId, from_index: u64, limit: usize) -> Vec<HistoryEntry> {
+        let tree = &self.current.tree;
         let prefix = keys::history_prefix(account);
         let from_index = from_index.max(1);
         // The page holding `from_index` starts at or before it.
@@ -616,9 +735,10 @@ impl StateReader {
 
     /// Journal records from `from_seq`, at most `limit`.
     pub fn journal(&self, from_seq: u64, limit: usize) -> Vec<JournalRecord> {
-        let tree = self.tree();
         let end = keys::journal(u64::MAX);
-        tree.range(keys::journal(from_seq.max(1))..end)
+        self.current
+            .tree
+            .range(keys::journal(from_seq.max(1))..end)
             .take(limit)
             .map(|item| {
                 let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
@@ -627,9 +747,10 @@ impl StateReader {
             .collect()
     }
 
-    /// Every account, in id order (for invariant checks and exports; O(accounts)).
+    /// Every account, in id order (O(accounts)).
     pub fn accounts(&self) -> Vec<Account> {
-        self.tree()
+        self.current
+            .tree
             .scan_prefix([keys::ACCOUNT])
             .map(|item| {
                 let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
@@ -640,26 +761,14 @@ impl StateReader {
 
     /// Site log entries from `from_seq`, at most `limit`.
     pub fn site_log(&self, from_seq: u64, limit: usize) -> Vec<SiteLogEntry> {
-        let tree = self.tree();
-        tree.range(keys::site_log(from_seq.max(1))..keys::site_log(u64::MAX))
+        self.current
+            .tree
+            .range(keys::site_log(from_seq.max(1))..keys::site_log(u64::MAX))
             .take(limit)
             .map(|item| {
                 let (key, value) = item.unwrap_or_else(|e| panic!("sled scan failed: {e}"));
                 must_decode("site log entry", &key, &value)
             })
             .collect()
-    }
-
-    /// Follows the journal head as entries are applied.
-    pub fn subscribe_head(&self) -> watch::Receiver<JournalHead> {
-        self.head.clone()
-    }
-
-    pub fn journal_head(&self) -> JournalHead {
-        *self.head.borrow()
-    }
-
-    pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk()
     }
 }

@@ -46,18 +46,14 @@ fn corrupted_log_entry_is_detected() {
     assert!(super::log::decode_entry(6, &value).is_err());
 }
 
-/// Goal: history rows stored in pages (one page per account per apply) read back contiguous
-/// from any index, across page boundaries, with any limit.
-/// Method: apply three entries of transfers between two accounts through the state machine,
-/// so each account gets several pages, then read every (from, limit) window.
-#[tokio::test]
-async fn history_pages_read_back_from_any_index() {
+/// A state machine on a temp dir holding a small ledger: site `p` (active), accounts `a` and
+/// `b`, and 308 transfers from `a` to `b` over entries 2..=4 (so `a` has several history pages).
+async fn must_small_ledger() -> (tempfile::TempDir, SledStateMachine) {
     use std::sync::Arc;
 
     use ledger_core::account::NewAccount;
     use ledger_core::command::Command;
     use ledger_core::command::Envelope;
-    use ledger_core::id::AccountId;
     use ledger_core::site::SiteCommand;
     use ledger_core::site::SiteRole;
     use ledger_core::transfer::NewTransfer;
@@ -102,6 +98,18 @@ async fn history_pages_read_back_from_any_index() {
     sm.apply(vec![entry(2, vec![transfers(0, 3)])]).await.unwrap();
     sm.apply(vec![entry(3, vec![transfers(3, 300)])]).await.unwrap();
     sm.apply(vec![entry(4, vec![transfers(303, 5)])]).await.unwrap();
+    (dir, sm)
+}
+
+/// Goal: history rows stored in pages (one page per account per apply) read back contiguous
+/// from any index, across page boundaries, with any limit.
+/// Method: apply three entries of transfers between two accounts through the state machine,
+/// so each account gets several pages, then read every (from, limit) window.
+#[tokio::test]
+async fn history_pages_read_back_from_any_index() {
+    use ledger_core::id::AccountId;
+
+    let (_dir, sm) = must_small_ledger().await;
     let reader = sm.reader();
     let a = AccountId::new("a");
     assert_eq!(reader.account(&a).unwrap().history_len, 308);
@@ -116,6 +124,53 @@ async fn history_pages_read_back_from_any_index() {
     }
     assert!(reader.history(&AccountId::new("b"), 1, 10).iter().all(|r| r.transfer_id.as_str().starts_with('t')));
     assert!(reader.history(&AccountId::new("nobody"), 1, 10).is_empty());
+}
+
+/// Goal (issue 9, defect 4): installing a snapshot never pulls the state out from under a
+/// reader. Readers (the API, the ledger timer, the DR shipper and watcher) hold the state they
+/// started with until they finish; a dropped sled tree would make their next read panic.
+/// Method: a thread reads journal, history and accounts in a loop through one `StateReader`
+/// while the state machine installs its own snapshot 40 times; the thread must not panic and
+/// must always see the whole ledger (the snapshot holds the same state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_install_keeps_concurrent_readers_working() {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::Ordering;
+
+    use ledger_core::id::AccountId;
+    use openraft::RaftSnapshotBuilder;
+    use openraft::storage::RaftStateMachine;
+
+    let (_dir, mut sm) = must_small_ledger().await;
+    let snapshot = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    drop(snapshot);
+    let reader = sm.reader();
+    let n_records = reader.journal(1, 1000).len();
+    assert!(n_records >= 4);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let reading = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let a = AccountId::new("a");
+            let mut n_reads = 0u64;
+            while !stop.load(Ordering::Relaxed) || n_reads == 0 {
+                assert_eq!(reader.journal(1, 1000).len(), n_records, "every record is readable");
+                assert_eq!(reader.history(&a, 1, 1000).len(), 308);
+                assert_eq!(reader.account(&a).expect("account a").history_len, 308);
+                n_reads += 1;
+            }
+            n_reads
+        })
+    };
+    for _ in 0..40 {
+        let current = sm.get_current_snapshot().await.unwrap().expect("a snapshot was built");
+        sm.install_snapshot(&current.meta, current.snapshot).await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let n_reads = reading.join().expect("the reader thread did not panic");
+    assert!(n_reads > 0);
+    // A reader taken after the installs reads the installed generation.
+    assert_eq!(sm.reader().journal(1, 1000).len(), n_records);
 }
 
 /// Goal: nothing we store ends up in sled's blob files, which sled never fsyncs.
@@ -136,4 +191,41 @@ fn no_blob_files_under_full_size_values() {
     db.sync_blocking().unwrap();
     let blobs = std::fs::read_dir(dir.path().join("sled/blobs")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(blobs, 0, "pages spilled into unsynced blob files");
+}
+
+/// Goal (issue 9, defect 4): a reader that pinned the state before a snapshot install keeps
+/// reading that state, whole, after the install (sled answers reads of a dropped tree with
+/// `CollectionNotFound` and loops in iterators: before the fix the background tasks panicked);
+/// the replaced generation is dropped once its last reader is gone, and at restart.
+/// Method: pin a view, install the node's own snapshot twice, read through the old view, drop
+/// it, apply once more, and look at which generations sled still has.
+#[tokio::test]
+async fn a_pinned_view_outlives_a_snapshot_install_then_its_generation_is_dropped() {
+    use ledger_core::id::AccountId;
+    use openraft::RaftSnapshotBuilder;
+    use openraft::storage::RaftStateMachine;
+
+    let (dir, mut sm) = must_small_ledger().await;
+    drop(sm.get_snapshot_builder().await.build_snapshot().await.unwrap());
+    let reader = sm.reader();
+    let n_records = reader.journal(1, 1000).len();
+    let view = reader.view();
+    assert_eq!(view.generation(), 1);
+    for _ in 0..2 {
+        let current = sm.get_current_snapshot().await.unwrap().expect("a snapshot was built");
+        sm.install_snapshot(&current.meta, current.snapshot).await.unwrap();
+    }
+    assert_eq!(reader.view().generation(), 3, "new readers see the installed generation");
+    assert_eq!(sm.generations(), vec![1, 3], "generation 1 is pinned, 2 had no reader");
+    assert_eq!(view.journal(1, 1000).len(), n_records, "the pinned generation reads whole");
+    assert_eq!(view.history(&AccountId::new("a"), 1, 1000).len(), 308);
+    assert_eq!(view.meta().journal, reader.meta().journal, "the snapshot holds the same state");
+    drop(view);
+    sm.apply(Vec::<crate::raft::types::Entry>::new()).await.unwrap();
+    assert_eq!(sm.generations(), vec![3], "the unpinned generation is dropped");
+    // A restart drops any generation a crash left behind and opens the current one.
+    drop((reader, sm));
+    let (_log, sm) = super::open(dir.path(), 16 * 1024 * 1024).unwrap();
+    assert_eq!(sm.generations(), vec![3]);
+    assert_eq!(sm.reader().journal(1, 1000).len(), n_records);
 }

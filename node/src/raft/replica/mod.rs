@@ -1,0 +1,122 @@
+//! `Replica`: one node's handle on the replicated ledger. The API calls it to write, to read
+//! linearizably, and to change membership; it decides locally whether to propose (leader),
+//! forward (follower, hop limit 1) or wait (election in progress).
+//!
+//! openraft 0.9 never steps a partitioned leader down, so the replica refuses writes itself
+//! when it is leader but has not heard from a quorum for longer than the election timeout, and
+//! every write has a deadline after which its outcome is "unknown" (safe to retry: ids are
+//! idempotency keys).
+//!
+//! One concern per file: `write.rs` (propose, forward, shipped entries), `read.rs` (read
+//! index barrier), `membership.rs` (initialize, add, remove), `leadership.rs` (election
+//! watchdog, quorum-loss monitor, leadership transfer).
+
+mod leadership;
+mod membership;
+mod read;
+mod write;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use std::time::Instant;
+
+use openraft::ServerState;
+use tokio::sync::watch;
+
+use crate::raft::batcher::Batcher;
+use crate::raft::network::PeerClients;
+use crate::raft::types::Member;
+use crate::raft::types::NodeId;
+use crate::raft::types::Raft;
+use crate::raft::types::RaftMetrics;
+use crate::store::StateReader;
+
+pub struct Replica {
+    pub id: NodeId,
+    pub member: Member,
+    pub raft: Raft,
+    pub reader: StateReader,
+    pub peers: Arc<PeerClients>,
+    batcher: Batcher,
+    committed_index: Arc<AtomicU64>,
+    write_timeout: Duration,
+    read_timeout: Duration,
+    election_max: Duration,
+    /// Set during a leadership transfer: this leader proposes nothing new.
+    transferring: AtomicBool,
+    /// When this node last accepted an AppendEntries (heartbeat or entries) from a leader, or
+    /// last started an election.
+    leader_contact: Mutex<Instant>,
+    /// While this node leads without having heard from a quorum for longer than the election
+    /// timeout: the milliseconds since the last quorum acknowledgement. Kept by
+    /// [`Replica::monitor_leadership`], awaited by every pending write.
+    quorum_lost: watch::Sender<Option<u64>>,
+    pub started: Instant,
+}
+
+impl Replica {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        id: NodeId,
+        member: Member,
+        raft: Raft,
+        reader: StateReader,
+        peers: Arc<PeerClients>,
+        batcher: Batcher,
+        committed_index: Arc<AtomicU64>,
+        write_timeout: Duration,
+        read_timeout: Duration,
+        election_max: Duration,
+    ) -> Replica {
+        Replica {
+            id,
+            member,
+            raft,
+            reader,
+            peers,
+            batcher,
+            committed_index,
+            write_timeout,
+            read_timeout,
+            election_max,
+            transferring: AtomicBool::new(false),
+            leader_contact: Mutex::new(Instant::now()),
+            quorum_lost: watch::Sender::new(None),
+            started: Instant::now(),
+        }
+    }
+
+    pub fn metrics(&self) -> RaftMetrics {
+        self.raft.metrics().borrow().clone()
+    }
+
+    pub fn committed_index(&self) -> u64 {
+        self.committed_index.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node leads without having heard from a quorum for longer than the
+    /// election timeout (kept by [`Replica::monitor_leadership`]).
+    pub fn quorum_lost(&self) -> bool {
+        self.quorum_lost.borrow().is_some()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        m.state == ServerState::Leader && m.current_leader == Some(self.id)
+    }
+
+    /// Notes that a leader's AppendEntries was accepted (for [`Replica::monitor_leadership`]).
+    pub fn leader_contacted(&self) {
+        *self.leader_contact.lock().expect("lock is never poisoned") = Instant::now();
+    }
+
+    /// The member record of `node_id` in the current membership.
+    pub fn member_of(&self, node_id: NodeId) -> Option<Member> {
+        self.raft.metrics().borrow().membership_config.membership().get_node(&node_id).cloned()
+    }
+}
