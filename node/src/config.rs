@@ -97,7 +97,7 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Raft timing. Defaults suit one host with noisy fsync (see notes/openraft-sled.md).
+/// Raft timing. Defaults suit one host with noisy fsync (see docs/operations.md).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RaftTiming {

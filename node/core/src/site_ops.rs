@@ -308,7 +308,11 @@ pub(crate) fn apply_site(
         Ok(next) => next,
         Err(refusal) => return Outcome::Refused(refusal),
     };
-    if matches!(command, SiteCommand::Resync { .. }) {
+    let resync = matches!(command, SiteCommand::Resync { .. });
+    assert!(next.epoch_seen() >= before.site.epoch_seen(), "the highest epoch seen never goes down");
+    assert!(next.epoch >= before.site.epoch, "a site's own epoch never goes down");
+    assert!(resync || next.watermark.seq >= before.site.watermark.seq, "the watermark goes down only on a resync");
+    if resync {
         store.reset();
     }
     let mut meta = store.meta();
@@ -317,7 +321,10 @@ pub(crate) fn apply_site(
     let outcome = Outcome::Site(next.clone());
     let journaled = before.site.writable() || next.writable();
     let journal_seq = if journaled { store.journal_command(envelope, outcome.clone(), time, raft_index) } else { 0 };
+    let seq_base = if resync { 0 } else { before.journal.seq };
+    assert_eq!(store.meta().journal.seq, seq_base + u64::from(journaled), "one journal record at most per command");
     log(store, &envelope.caller, SiteEvent::Site(command.clone()), time, journal_seq);
+    assert_eq!(store.meta().site_log.seq, before.site_log.seq + 1, "one site log entry per site operation");
     outcome
 }
 
@@ -334,7 +341,9 @@ pub(crate) fn apply_admin(
     }
     let journal_seq =
         if meta.site.writable() { store.journal_command(envelope, Outcome::Recorded, time, raft_index) } else { 0 };
+    assert_eq!(store.meta().journal.seq, meta.journal.seq + u64::from(meta.site.writable()));
     log(store, &envelope.caller, SiteEvent::Admin(event.clone()), time, journal_seq);
+    assert_eq!(store.meta().site_log.seq, meta.site_log.seq + 1, "one site log entry per admin event");
     Outcome::Recorded
 }
 
@@ -439,6 +448,8 @@ pub fn ship(store: &mut Overlay<'_>, record: &JournalRecord) -> Shipped {
     store.changes.merge(changes);
     store.append_journal(rebuilt);
     let mut meta = store.meta();
+    assert_eq!(meta.journal.seq, record.seq, "a shipped record extends our journal by one");
+    assert!(record.seq > meta.site.watermark.seq, "the watermark only goes up while shipping");
     meta.site.watermark.seq = record.seq;
     meta.site.watermark.ledger_time_ms = record.ledger_time_ms;
     if record.origin.epoch >= meta.site.active_epoch {

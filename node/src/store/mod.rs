@@ -9,7 +9,7 @@
 //!   journal, site, `last_applied`, membership), all in one tree so that applying entries is
 //!   one atomic `apply_batch`.
 //!
-//! Durability contract (see `notes/openraft-sled.md`): sled's own flush uses
+//! Durability contract (see ARCHITECTURE.md "Storage"): sled's own flush uses
 //! `sync_file_range`, which does not reach a drive's volatile cache, so [`SledDb::sync`]
 //! flushes sled and then `fdatasync`s the database file.
 //!

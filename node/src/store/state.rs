@@ -381,6 +381,9 @@ impl SledStateMachine {
             put(&mut batch, keys::META_MEMBERSHIP, membership);
         }
         tree.apply_batch(batch).map_err(sm_write_err)?;
+        // Paired assertion: what we meant to write is what sled now reads back.
+        let stored: Option<LogId> = get_decoded::<Option<LogId>>(tree, "applied", keys::META_APPLIED).flatten();
+        assert_eq!(stored, last_applied, "last_applied reads back as written");
         if let Some(applied) = last_applied {
             self.applied_index.store(applied.index, Ordering::Release);
         }
