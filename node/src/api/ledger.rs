@@ -91,7 +91,7 @@ impl<T> WriteBatch<T> {
         let mut codes: Vec<Option<ItemResult>> = self.refused.iter().map(|c| c.map(ItemResult::new)).collect();
         for (index, result) in proposed.iter().zip(applied) {
             assert!(codes[*index].is_none(), "an item is refused up front or proposed, not both");
-            codes[*index] = Some(result.clone());
+            codes[*index] = Some(*result);
         }
         let results: Vec<ItemResult> =
             codes.into_iter().map(|c| c.expect("every item is refused up front or proposed")).collect();
