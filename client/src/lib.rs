@@ -4,6 +4,12 @@
 //! - Retries what is safe to retry: a node that is down or has no leader (another endpoint),
 //!   an overloaded node (after a pause), and a write whose outcome is unknown (same transfer
 //!   ids, so the ledger's idempotency makes the retry harmless and returns the original result).
+//! - Never retries a refusal (permission denied, unauthenticated, invalid argument, not found,
+//!   a failed precondition other than "site not writable", a TLS handshake the node or the
+//!   client refused): the same request gets the same answer from every node (see
+//!   [`ClientError::is_final`]).
+//! - Bounds every call by [`ClientConfig::retry_deadline`]: no attempt outlives it, and no
+//!   attempt starts after it (leader discovery may add at most its own second).
 //! - Follows the leader of the active site: when a node refuses a write because its site is a
 //!   standby, or a call fails in a way worth another endpoint, the client asks every endpoint
 //!   for its site role, epoch, term and role, and goes to the newest active site's leader.
@@ -11,8 +17,8 @@
 
 pub mod audit;
 pub mod bench;
-pub mod cli;
 pub mod tls;
+
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,12 +43,16 @@ use tonic::transport::Endpoint;
 pub use ledger_proto::v1 as proto;
 
 /// Metadata key with the stable error code of a failed call.
-pub const ERROR_CODE_KEY: &str = "ledger-error-code";
+pub use ledger_proto::error_code::ERROR_CODE_KEY;
+pub use ledger_proto::ErrorCode;
 /// Largest message the client accepts.
 const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// First pause between retries; doubles up to `RETRY_PAUSE_MS_MAX`.
 const RETRY_PAUSE_MS_START: u64 = 50;
 const RETRY_PAUSE_MS_MAX: u64 = 300;
+/// The shortest timeout an attempt gets, even at the very end of the retry deadline (an
+/// attempt with less could not even finish a TLS handshake).
+const ATTEMPT_TIMEOUT_MIN: Duration = Duration::from_millis(200);
 /// How long leader discovery waits for the endpoints' status answers.
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Once an active site's leader has answered, how much longer discovery waits for a better
@@ -61,7 +71,8 @@ pub struct ClientConfig {
     pub tls: Option<ClientTlsConfig>,
     /// Deadline of one attempt.
     pub attempt_timeout: Duration,
-    /// Total time spent retrying one call before giving up.
+    /// Total time spent on one call, retries included, before giving up (see
+    /// [`LedgerClient::call`]).
     pub retry_deadline: Duration,
 }
 
@@ -80,6 +91,13 @@ impl ClientConfig {
 pub enum ClientError {
     #[error("{endpoint}: {code:?} ({error_code}): {message}")]
     Rpc { endpoint: String, code: Code, error_code: String, message: String },
+    /// The TLS handshake failed on a certificate or protocol error (the node refused our
+    /// certificate, or we refused the node's): a configuration mismatch, not an outage.
+    #[error(
+        "{endpoint}: TLS handshake refused: {reason} (the client certificate must be signed by the cluster's CA, and \
+         the CA given must be the one that signed the nodes' certificates)"
+    )]
+    TlsRefused { endpoint: String, reason: String },
     #[error("invalid endpoint {endpoint:?}: {reason}")]
     Endpoint { endpoint: String, reason: String },
     #[error("no endpoints configured")]
@@ -90,13 +108,22 @@ pub enum ClientError {
 
 impl ClientError {
     fn from_status(endpoint: &str, status: &Status) -> ClientError {
-        let error_code = status.metadata().get(ERROR_CODE_KEY).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-        ClientError::Rpc {
-            endpoint: endpoint.to_string(),
-            code: status.code(),
-            error_code,
-            message: status.message().to_string(),
+        if let Some(reason) = tls_refusal(status) {
+            return ClientError::TlsRefused { endpoint: endpoint.to_string(), reason };
         }
+        let error_code = status.metadata().get(ERROR_CODE_KEY).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        // A transport error's message is only "transport error": say what failed.
+        let mut message = status.message().to_string();
+        let mut source = std::error::Error::source(status);
+        while let Some(error) = source {
+            let text = error.to_string();
+            if !message.contains(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = error.source();
+        }
+        ClientError::Rpc { endpoint: endpoint.to_string(), code: status.code(), error_code, message }
     }
 
     /// The innermost RPC error.
@@ -121,6 +148,124 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// A refusal: asking again, here or at another node, gets the same answer, so no caller
+    /// should retry it (a wrong role, a bad certificate, a malformed request, an unknown
+    /// account, a site operation that does not fit). Connection failures, leader changes,
+    /// overload and unknown outcomes are not final; neither is running out of retry time.
+    pub fn is_final(&self) -> bool {
+        match self {
+            ClientError::Rpc { code, error_code, .. } => match retry_class(*code, error_code) {
+                RetryClass::Final => true,
+                RetryClass::Transient | RetryClass::Overloaded | RetryClass::OutcomeUnknown | RetryClass::Elsewhere => {
+                    false
+                }
+            },
+            ClientError::TlsRefused { .. } | ClientError::Endpoint { .. } | ClientError::NoEndpoints => true,
+            ClientError::Exhausted { .. } => false,
+        }
+    }
+
+    /// The refusal is about who the caller is (its certificate or its role), not about the
+    /// request: a wrong identity was presented.
+    pub fn is_identity_refusal(&self) -> bool {
+        match self.last() {
+            ClientError::Rpc { code, .. } => matches!(code, Code::PermissionDenied | Code::Unauthenticated),
+            ClientError::TlsRefused { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// The TLS error under a transport failure, if the handshake failed on one. rustls reports
+/// every certificate and protocol refusal as a `rustls::Error` (ours, or an alert the node
+/// sent); timeouts and resets are plain IO errors and stay retryable.
+fn tls_refusal(status: &Status) -> Option<String> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls.to_string());
+        }
+        // `io::Error::source` skips the error it wraps: look inside.
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls.to_string());
+        }
+        source = error.source();
+    }
+    None
+}
+
+/// The call failed because no connection could be made (refused, unreachable): the request
+/// never left this process.
+fn never_connected(status: &Status) -> bool {
+    use std::io::ErrorKind;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(status);
+    while let Some(error) = source {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::AddrNotAvailable
+                    | ErrorKind::HostUnreachable
+                    | ErrorKind::NetworkUnreachable
+            )
+        {
+            return true;
+        }
+        source = error.source();
+    }
+    false
+}
+
+/// How a failed call's gRPC code and `ledger-error-code` may be retried (docs/api.md, "gRPC
+/// errors"). Exhaustive over the gRPC codes, so that a new one is a decision, not a default.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RetryClass {
+    /// A refusal: the same answer anywhere, any time. Never retried.
+    Final,
+    /// Nothing was done (no leader, node down, node shutting down): another endpoint.
+    Transient,
+    /// The node's write queue is full: pause, then again.
+    Overloaded,
+    /// The call may or may not have run: retried only when it is idempotent.
+    OutcomeUnknown,
+    /// This site is not the active one: find the active site, then again.
+    Elsewhere,
+}
+
+fn retry_class(code: Code, error_code: &str) -> RetryClass {
+    let error_code = ErrorCode::from_name(error_code);
+    match code {
+        Code::InvalidArgument
+        | Code::NotFound
+        | Code::AlreadyExists
+        | Code::PermissionDenied
+        | Code::Unauthenticated
+        | Code::OutOfRange
+        | Code::Unimplemented
+        | Code::Internal
+        | Code::DataLoss
+        | Code::Aborted
+        | Code::Ok => RetryClass::Final,
+        // Not the active site: a write it will not take, or a linearizable read it cannot serve.
+        Code::FailedPrecondition
+            if matches!(error_code, Some(ErrorCode::SiteNotWritable | ErrorCode::SiteNotActive)) =>
+        {
+            RetryClass::Elsewhere
+        }
+        Code::FailedPrecondition => RetryClass::Final,
+        Code::ResourceExhausted if error_code == Some(ErrorCode::Overloaded) => RetryClass::Overloaded,
+        // Without the node's code, tonic's own (a message over the size limit): final.
+        Code::ResourceExhausted => RetryClass::Final,
+        // The node says it did not run the call (no leader, shutting down, DR lag ceiling).
+        Code::Unavailable if error_code.is_some() => RetryClass::Transient,
+        // The connection failed or broke: before sending (nothing ran) or after (unknown).
+        Code::Unavailable | Code::Unknown | Code::Cancelled => RetryClass::OutcomeUnknown,
+        Code::DeadlineExceeded => RetryClass::OutcomeUnknown,
+    }
 }
 
 /// What to do after a failed attempt.
@@ -137,19 +282,21 @@ enum Next {
 }
 
 fn classify(status: &Status, idempotent: bool) -> Next {
+    if tls_refusal(status).is_some() {
+        return Next::Stop;
+    }
+    if never_connected(status) {
+        // Nothing was sent: safe to send elsewhere, idempotent or not.
+        return Next::OtherEndpoint;
+    }
     let error_code = status.metadata().get(ERROR_CODE_KEY).and_then(|v| v.to_str().ok()).unwrap_or("");
-    match status.code() {
-        Code::Unavailable | Code::Unknown | Code::Cancelled => {
-            if idempotent || !error_code.is_empty() {
-                Next::OtherEndpoint
-            } else {
-                Next::Stop
-            }
-        }
-        Code::DeadlineExceeded if idempotent => Next::OtherEndpoint,
-        Code::ResourceExhausted => Next::Pause,
-        Code::FailedPrecondition if error_code == "site_not_writable" => Next::FindActiveSite,
-        _ => Next::Stop,
+    match retry_class(status.code(), error_code) {
+        RetryClass::Final => Next::Stop,
+        RetryClass::Transient => Next::OtherEndpoint,
+        RetryClass::Overloaded => Next::Pause,
+        RetryClass::OutcomeUnknown if idempotent => Next::OtherEndpoint,
+        RetryClass::OutcomeUnknown => Next::Stop,
+        RetryClass::Elsewhere => Next::FindActiveSite,
     }
 }
 
@@ -231,19 +378,26 @@ impl LedgerClient {
         }
     }
 
-    /// Runs `call` against endpoints until it succeeds, fails for good, or the retry deadline
-    /// passes. `idempotent` calls are retried even when their outcome is unknown.
+    /// Runs `call` against endpoints until it succeeds, fails for good (a refusal: see
+    /// [`ClientError::is_final`]), or the retry deadline passes. `idempotent` calls are
+    /// retried even when their outcome is unknown. Each attempt gets the attempt timeout or
+    /// what is left of the retry deadline, whichever is shorter, so a call returns within
+    /// `retry_deadline` plus at most one leader discovery ([`DISCOVERY_TIMEOUT`]).
     pub async fn call<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T, ClientError>
     where
         F: Fn(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, Status>>,
     {
         let started = Instant::now();
+        let deadline = started + self.config.retry_deadline;
         let mut attempt = 0usize;
+        let mut attempts = 0u32;
         let mut pause = Duration::from_millis(RETRY_PAUSE_MS_START);
         loop {
             let (addr, channel) = self.pick(attempt);
-            let result = call(channel, self.config.attempt_timeout).await;
+            let left = deadline.saturating_duration_since(Instant::now()).max(ATTEMPT_TIMEOUT_MIN);
+            attempts += 1;
+            let result = call(channel, self.config.attempt_timeout.min(left)).await;
             let status = match result {
                 Ok(response) => {
                     self.prefer(&addr);
@@ -254,16 +408,16 @@ impl LedgerClient {
             let error = ClientError::from_status(&addr, &status);
             let next = classify(&status, idempotent);
             tracing::debug!(endpoint = %addr, ?next, error = %error, "call failed");
-            let elapsed = started.elapsed();
             if next == Next::Stop {
                 return Err(error);
             }
-            if elapsed + pause >= self.config.retry_deadline {
-                return Err(ClientError::Exhausted {
-                    attempts: attempt as u32 + 1,
-                    elapsed_ms: elapsed.as_millis() as u64,
-                    last: Box::new(error),
-                });
+            let exhausted = || ClientError::Exhausted {
+                attempts,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+                last: Box::new(error.clone()),
+            };
+            if Instant::now() + pause >= deadline {
+                return Err(exhausted());
             }
             match next {
                 // Ask who leads now rather than walk the list: the node that failed us may be
@@ -278,6 +432,9 @@ impl LedgerClient {
                     None => attempt += 1,
                 },
                 Next::Pause | Next::Stop => {}
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(exhausted());
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(Duration::from_millis(RETRY_PAUSE_MS_MAX));

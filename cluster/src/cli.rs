@@ -1,7 +1,13 @@
 //! The `ledger-cluster` command line (the `ledger-cluster` binary calls [`main`]): start a
 //! local cluster, show its status, operate it. Also runs a node (`ledger-cluster node`), so
 //! that `up` needs no other binary.
+//!
+//! Every command that talks to nodes ends, with a message and exit status 1, on the first
+//! refusal (a wrong role, a certificate the nodes do not accept, an operation that does not
+//! fit): the client never retries a refusal, and retries anything else only up to its retry
+//! deadline. `--json` prints one JSON document (JSON Lines for `site-log`) on stdout.
 
+use std::path::Path;
 use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
@@ -14,14 +20,35 @@ use crate::process::NodeLauncher;
 use crate::status;
 use crate::topology::Topology;
 use anyhow::Context;
+use clap::ArgMatches;
+use clap::CommandFactory;
+use clap::FromArgMatches;
 use clap::Parser;
 use clap::Subcommand;
+use clap::parser::ValueSource;
 use ledger_client::ClientConfig;
+use ledger_client::ClientError;
 use ledger_client::LedgerClient;
 use ledger_client::proto as pb;
+use ledger_client::tls::ProbeError;
+use serde_json::json;
+
+/// The identity an operator command presents when nothing else names one.
+const DEFAULT_IDENTITY: &str = "operator-1";
+
+/// Printed under `--help`.
+const IDENTITY_HELP: &str = "\
+Identity (the client certificate presented to the nodes; its organizational unit is the role):
+  --as NAME                 <data>/certs/clients/NAME.{pem,key}, with <data>/certs/ca.pem
+  --ca, --cert, --key       these files (or LEDGER_CA, LEDGER_CERT, LEDGER_KEY)
+  neither                   --as operator-1
+An explicit --as wins over LEDGER_CA/LEDGER_CERT/LEDGER_KEY in the environment (which README
+has a shell set to the writer for `ledger`); --as together with --ca/--cert/--key flags is an
+error. A refusal (e.g. a role that may not run the command) ends the command at once with exit
+status 1, naming the role needed and the identity presented.";
 
 #[derive(Parser, Debug)]
-#[command(name = "ledger-cluster", version, about = "Run and operate ledger clusters")]
+#[command(name = "ledger-cluster", version, about = "Run and operate ledger clusters", after_help = IDENTITY_HELP)]
 struct Cli {
     /// Topology file (default: the embedded local topology, primary + DR on loopback).
     #[arg(long, global = true)]
@@ -32,9 +59,10 @@ struct Cli {
     /// The `up` data folder, where the development certificates are (`<data>/certs`).
     #[arg(long, global = true, default_value = "ledger-data")]
     data: PathBuf,
-    /// Which client certificate of `<data>/certs/clients` to present.
-    #[arg(long = "as", global = true, default_value = "operator-1")]
-    identity: String,
+    /// Present the client certificate `<data>/certs/clients/NAME` [default: operator-1, unless
+    /// --ca/--cert/--key or LEDGER_CA/LEDGER_CERT/LEDGER_KEY name one]. Beats those variables.
+    #[arg(long = "as", global = true, value_name = "NAME")]
+    identity: Option<String>,
     /// CA, certificate and key to present instead of `--data`/`--as`.
     #[arg(long, env = "LEDGER_CA", global = true)]
     ca: Option<PathBuf>,
@@ -188,6 +216,139 @@ enum DrCmd {
     },
 }
 
+/// Who the command presents itself as, resolved once from the flags and the environment.
+#[derive(Clone, Debug)]
+enum Identity {
+    /// `--insecure`: plaintext, no certificate.
+    Insecure,
+    /// A certificate, its key and the CA; `name` for messages.
+    Files { ca: PathBuf, cert: PathBuf, key: PathBuf, name: String, origin: String },
+}
+
+impl Identity {
+    /// The identity of `cli`: see [`IDENTITY_HELP`]. An error only when the flags contradict
+    /// each other.
+    fn resolve(cli: &Cli, matches: &ArgMatches) -> anyhow::Result<Identity> {
+        if cli.insecure {
+            return Ok(Identity::Insecure);
+        }
+        let from_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+        let files_on_command_line: Vec<&str> =
+            ["ca", "cert", "key"].into_iter().filter(|id| from_command_line(id)).collect();
+        if let Some(name) = &cli.identity {
+            anyhow::ensure!(
+                files_on_command_line.is_empty(),
+                "--as {name} and --{} both name the identity to present: pass one or the other",
+                files_on_command_line.join("/--")
+            );
+            return Ok(Identity::named(&cli.data, name, format!("--as {name}")));
+        }
+        match (&cli.ca, &cli.cert, &cli.key) {
+            (None, None, None) => {
+                Ok(Identity::named(&cli.data, DEFAULT_IDENTITY, "the default; --as NAME for another".to_string()))
+            }
+            (Some(ca), Some(cert), Some(key)) => {
+                let origin = |id: &str, env: &str| {
+                    if from_command_line(id) { format!("--{id}") } else { env.to_string() }
+                };
+                let (cert_origin, key_origin) = (origin("cert", "LEDGER_CERT"), origin("key", "LEDGER_KEY"));
+                anyhow::ensure!(
+                    cert_origin.starts_with("--") == key_origin.starts_with("--"),
+                    "the certificate comes from {cert_origin} but the key from {key_origin}: a certificate and its \
+                     key go together"
+                );
+                let name = cert.file_stem().map_or_else(|| cert.display().to_string(), |s| s.to_string_lossy().into());
+                Ok(Identity::Files {
+                    ca: ca.clone(),
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    name,
+                    origin: format!("{cert_origin}={}", cert.display()),
+                })
+            }
+            _ => anyhow::bail!("--ca, --cert and --key go together (flags or LEDGER_CA, LEDGER_CERT, LEDGER_KEY)"),
+        }
+    }
+
+    fn named(data: &Path, name: &str, origin: String) -> Identity {
+        let files = CertsDir::new(data.join("certs")).client(name);
+        Identity::Files { ca: files.ca, cert: files.cert, key: files.key, name: name.to_string(), origin }
+    }
+
+    /// A short name: the `--as` name or the certificate file's stem.
+    fn name(&self) -> &str {
+        match self {
+            Identity::Insecure => "insecure",
+            Identity::Files { name, .. } => name,
+        }
+    }
+
+    /// For messages: the name and where it came from.
+    fn describe(&self) -> String {
+        match self {
+            Identity::Insecure => "no certificate (--insecure)".into(),
+            Identity::Files { name, cert, origin, .. } => format!("{name} ({}, from {origin})", cert.display()),
+        }
+    }
+}
+
+/// One run of the command line: the flags and the identity they name (resolved up front, but
+/// an error only for the commands that talk to nodes).
+struct Invocation {
+    cli: Cli,
+    identity: Result<Identity, String>,
+}
+
+impl Invocation {
+    fn identity(&self) -> anyhow::Result<&Identity> {
+        self.identity.as_ref().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// The client configuration the CLI flags describe.
+    fn client_config(&self, endpoints: Vec<String>) -> anyhow::Result<ClientConfig> {
+        let mut config = ClientConfig::insecure(endpoints);
+        match self.identity()? {
+            Identity::Insecure => {}
+            Identity::Files { ca, cert, key, .. } => {
+                config.tls = Some(ledger_client::tls::client_tls(ca, cert, key).context(
+                    "no client certificate (pass --insecure for a plaintext cluster, or --data/--as/--ca/--cert/--key)",
+                )?);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Fails at once if the nodes refuse our certificate at the TLS handshake, which calls
+    /// would only see as broken connections (see `ledger_client::tls`).
+    async fn check_accepted(&self) -> anyhow::Result<()> {
+        if let Identity::Files { ca, cert, key, .. } = self.identity()? {
+            ledger_client::tls::check_accepted(&self.topology()?.all_endpoints(), ca, cert, key).await?;
+        }
+        Ok(())
+    }
+
+    fn topology(&self) -> anyhow::Result<Topology> {
+        Ok(match &self.cli.topology {
+            Some(path) => Topology::load(path)?,
+            None => Topology::default_local(),
+        })
+    }
+
+    /// Prints `value` as JSON with `--json`, else `text`.
+    fn print(&self, value: serde_json::Value, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+        if self.cli.json {
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        } else {
+            println!("{}", text());
+        }
+        Ok(())
+    }
+
+    fn print_report<T: serde::Serialize>(&self, report: &T, text: String) -> anyhow::Result<()> {
+        self.print(serde_json::to_value(report)?, || text)
+    }
+}
+
 /// The site whose nodes report `role` (live, not from the topology file).
 async fn site_with_role(sites: &dr::Sites, role: &str) -> anyhow::Result<String> {
     for site in &sites.topology.sites {
@@ -200,22 +361,41 @@ async fn site_with_role(sites: &dr::Sites, role: &str) -> anyhow::Result<String>
     anyhow::bail!("no reachable site is {role}")
 }
 
-fn print_report<T: serde::Serialize>(cli: &Cli, report: &T, text: String) -> anyhow::Result<()> {
-    if cli.json {
-        println!("{}", serde_json::to_string_pretty(report)?);
-    } else {
-        println!("{text}");
-    }
-    Ok(())
-}
-
 fn steps_text(steps: &[dr::Step]) -> String {
     steps.iter().map(|s| format!("  {:<10} {:>7} ms  {}", s.step, s.ms, s.detail)).collect::<Vec<_>>().join("\n")
 }
 
-async fn run_dr(cli: &Cli, cmd: &DrCmd) -> anyhow::Result<()> {
-    let topology = topology(cli)?;
-    let sites = dr::Sites::new(topology.clone(), client_config(cli, Vec::new())?, Duration::from_secs(120));
+/// Records this operator's approval on every site of `names`, in order. Retries what the
+/// client reports as not final (a site electing a leader) until `sites.timeout`; a refusal
+/// (a wrong role, a bad request id, an unknown action) ends it at once.
+async fn approve(sites: &dr::Sites, names: &[String], request_id: &str, action: &str) -> anyhow::Result<Vec<String>> {
+    let mut recorded = Vec::new();
+    for site in names {
+        let request = pb::SiteOperationRequest {
+            kind: pb::SiteOperationKind::Approve as i32,
+            request_id: request_id.into(),
+            action: action.into(),
+            ..Default::default()
+        };
+        let deadline = Instant::now() + sites.timeout;
+        loop {
+            match sites.operate(site, request.clone()).await {
+                Ok(_) => break,
+                Err(dr::DrError::Client(e)) if !e.is_final() && Instant::now() < deadline => {
+                    tracing::warn!(site = %site, error = %e, "approval not recorded yet; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(anyhow::Error::from(e).context(format!("approval on site {site}"))),
+            }
+        }
+        recorded.push(site.clone());
+    }
+    Ok(recorded)
+}
+
+async fn run_dr(inv: &Invocation, cmd: &DrCmd) -> anyhow::Result<()> {
+    let topology = inv.topology()?;
+    let sites = dr::Sites::new(topology.clone(), inv.client_config(Vec::new())?, Duration::from_secs(120));
     match cmd {
         DrCmd::Fence { site } | DrCmd::Unfence { site } => {
             let kind = if matches!(cmd, DrCmd::Fence { .. }) {
@@ -226,19 +406,27 @@ async fn run_dr(cli: &Cli, cmd: &DrCmd) -> anyhow::Result<()> {
             let response =
                 sites.operate(site, pb::SiteOperationRequest { kind: kind as i32, ..Default::default() }).await?;
             let info = response.site.unwrap_or_default();
-            println!(
-                "{site}: {} {}at epoch {} ({} ms)",
-                info.role,
-                if info.fenced { "fenced " } else { "" },
-                info.epoch,
-                response.elapsed_ms
-            );
+            let value = json!({
+                "site": site, "role": info.role, "fenced": info.fenced, "epoch": info.epoch,
+                "journal_seq": response.journal_seq, "elapsed_ms": response.elapsed_ms,
+            });
+            inv.print(value, || {
+                format!(
+                    "{site}: {} {}at epoch {} ({} ms)",
+                    info.role,
+                    if info.fenced { "fenced " } else { "" },
+                    info.epoch,
+                    response.elapsed_ms
+                )
+            })?;
         }
         DrCmd::Approve { request_id, action, sites: names } => {
             let names =
                 if names.is_empty() { topology.sites.iter().map(|s| s.name.clone()).collect() } else { names.clone() };
-            let recorded = dr::approve(&sites, &names, request_id, action).await?;
-            println!("{} approved {request_id} for {action} on {}", cli.identity, recorded.join(", "));
+            let recorded = approve(&sites, &names, request_id, action).await?;
+            let who = inv.identity()?.name().to_string();
+            let value = json!({"identity": who, "request_id": request_id, "action": action, "sites": recorded});
+            inv.print(value, || format!("{who} approved {request_id} for {action} on {}", recorded.join(", ")))?;
         }
         DrCmd::Switchover { from, to, request_id } => {
             let from = match from {
@@ -258,7 +446,7 @@ async fn run_dr(cli: &Cli, cmd: &DrCmd) -> anyhow::Result<()> {
                 report.promoted_at_seq,
                 steps_text(&report.steps)
             );
-            print_report(cli, &report, text)?;
+            inv.print_report(&report, text)?;
         }
         DrCmd::Promote { force, site, request_id } => {
             anyhow::ensure!(*force, "promote skips the active site's consent: pass --force (or use switchover)");
@@ -276,7 +464,7 @@ async fn run_dr(cli: &Cli, cmd: &DrCmd) -> anyhow::Result<()> {
                 report.lag_records_last_seen,
                 report.lag_ms_last_seen
             );
-            print_report(cli, &report, text)?;
+            inv.print_report(&report, text)?;
         }
         DrCmd::Failback { old, active, request_id, report_dir } => {
             let active = match active {
@@ -296,50 +484,23 @@ async fn run_dr(cli: &Cli, cmd: &DrCmd) -> anyhow::Result<()> {
                 report.csv_report,
                 steps_text(&report.steps)
             );
-            print_report(cli, &brief, text)?;
+            inv.print_report(&brief, text)?;
         }
     }
     Ok(())
 }
 
-fn topology(cli: &Cli) -> anyhow::Result<Topology> {
-    Ok(match &cli.topology {
-        Some(path) => Topology::load(path)?,
-        None => Topology::default_local(),
-    })
-}
-
-/// The client configuration the CLI flags describe.
-fn client_config(cli: &Cli, endpoints: Vec<String>) -> anyhow::Result<ClientConfig> {
-    let mut config = ClientConfig::insecure(endpoints);
-    if cli.insecure {
-        return Ok(config);
-    }
-    let (ca, cert, key) = match (&cli.ca, &cli.cert, &cli.key) {
-        (Some(ca), Some(cert), Some(key)) => (ca.clone(), cert.clone(), key.clone()),
-        (None, None, None) => {
-            let files = CertsDir::new(cli.data.join("certs")).client(&cli.identity);
-            (files.ca, files.cert, files.key)
-        }
-        _ => anyhow::bail!("--ca, --cert and --key go together"),
-    };
-    config.tls = Some(ledger_client::tls::client_tls(&ca, &cert, &key).context(
-        "no client certificate (pass --insecure for a plaintext cluster, or --data/--as/--ca/--cert/--key)",
-    )?);
-    Ok(config)
-}
-
 /// The leader's client endpoint of `site` (membership operations must go to the leader).
-async fn leader_client(cli: &Cli, topology: &Topology, site: &str) -> anyhow::Result<LedgerClient> {
+async fn leader_client(inv: &Invocation, topology: &Topology, site: &str) -> anyhow::Result<LedgerClient> {
     let spec = topology.site(site).with_context(|| format!("no site {site} in the topology"))?;
-    let any = LedgerClient::new(client_config(cli, spec.endpoints())?)?;
+    let any = LedgerClient::new(inv.client_config(spec.endpoints())?)?;
     let status = any.status().await?;
     anyhow::ensure!(!status.leader_client_addr.is_empty(), "site {site} has no leader right now");
-    Ok(LedgerClient::new(client_config(cli, vec![status.leader_client_addr])?)?)
+    Ok(LedgerClient::new(inv.client_config(vec![status.leader_client_addr])?)?)
 }
 
-async fn up(cli: &Cli, data: &std::path::Path, insecure: bool) -> anyhow::Result<()> {
-    let topology = topology(cli)?;
+async fn up(inv: &Invocation, data: &std::path::Path, insecure: bool) -> anyhow::Result<()> {
+    let topology = inv.topology()?;
     let launcher = NodeLauncher::this_executable()?;
     let security = if insecure { Security::Insecure } else { Security::Tls };
     let mut cluster = LocalCluster::new(data, topology.clone(), launcher, security)?;
@@ -361,21 +522,42 @@ async fn up(cli: &Cli, data: &std::path::Path, insecure: bool) -> anyhow::Result
         cluster.stop_all();
         return Err(e);
     }
-    for site in &topology.sites {
-        println!("{} ({}): {}", site.name, site.role, site.endpoints().join(" "));
-    }
-    println!("data, configs and logs: {}", data.display());
-    if let Some(certs) = &cluster.certs {
-        let writer = certs.client("writer");
+    let writer = cluster.certs.as_ref().map(|certs| certs.client("writer"));
+    if inv.cli.json {
+        let sites: Vec<_> = topology
+            .sites
+            .iter()
+            .map(|s| json!({"site": s.name, "role": s.role, "endpoints": s.endpoints()}))
+            .collect();
+        let value = json!({
+            "ready": true, "nodes": keys.len(), "ms": started.elapsed().as_millis() as u64, "sites": sites,
+            "data": data.display().to_string(),
+            "certs": cluster.certs.as_ref().map(|c| c.dir.display().to_string()),
+            "writer": writer.as_ref().map(|w| json!({
+                "ca": w.ca.display().to_string(), "cert": w.cert.display().to_string(), "key": w.key.display().to_string(),
+            })),
+        });
+        println!("{value}");
+    } else {
+        for site in &topology.sites {
+            println!("{} ({}): {}", site.name, site.role, site.endpoints().join(" "));
+        }
+        println!("data, configs and logs: {}", data.display());
+        if let (Some(certs), Some(writer)) = (&cluster.certs, &writer) {
+            println!(
+                "client certificates: {}/clients (one per role); e.g.\n  export LEDGER_CA={} LEDGER_CERT={} LEDGER_KEY={}",
+                certs.dir.display(),
+                writer.ca.display(),
+                writer.cert.display(),
+                writer.key.display()
+            );
+        }
         println!(
-            "client certificates: {}/clients (one per role); e.g.\n  export LEDGER_CA={} LEDGER_CERT={} LEDGER_KEY={}",
-            certs.dir.display(),
-            writer.ca.display(),
-            writer.cert.display(),
-            writer.key.display()
+            "ready: {} nodes in {} ms; Ctrl-C or SIGTERM stops them all",
+            keys.len(),
+            started.elapsed().as_millis()
         );
     }
-    println!("ready: {} nodes in {} ms; Ctrl-C or SIGTERM stops them all", keys.len(), started.elapsed().as_millis());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut watch = tokio::time::interval(Duration::from_secs(1));
     loop {
@@ -402,37 +584,67 @@ async fn up(cli: &Cli, data: &std::path::Path, insecure: bool) -> anyhow::Result
     Ok(())
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(inv: &Invocation) -> anyhow::Result<()> {
+    let cli = &inv.cli;
+    let talks_to_nodes = !matches!(
+        cli.command,
+        Command::Up | Command::Certs { .. } | Command::Keys(KeysCmd::Add { .. }) | Command::Node(_)
+    );
+    if talks_to_nodes {
+        inv.check_accepted().await?;
+    }
     match &cli.command {
-        Command::Up => up(&cli, &cli.data, cli.insecure).await,
+        Command::Up => up(inv, &cli.data, cli.insecure).await,
         Command::Certs { out } => {
-            let topology = topology(&cli)?;
+            let topology = inv.topology()?;
             let certs = CertsDir::new(out);
             let nodes: Vec<(String, u64)> =
                 topology.sites.iter().flat_map(|s| s.nodes.iter().map(|n| (s.name.clone(), n.id))).collect();
             certs.ensure_all(&nodes)?;
-            println!("CA: {}", certs.ca_path().display());
-            for (site, id) in &nodes {
-                println!("node {site}/{id}: {}", certs.node(site, *id).cert.display());
-            }
-            for (name, role) in crate::certs::CLIENT_IDENTITIES {
-                println!("client {name} (role {role}): {}", certs.client(name).cert.display());
-            }
-            Ok(())
+            let node_certs: Vec<_> = nodes
+                .iter()
+                .map(|(site, id)| json!({"site": site, "node_id": id, "cert": certs.node(site, *id).cert.display().to_string()}))
+                .collect();
+            let clients: Vec<_> = crate::certs::CLIENT_IDENTITIES
+                .iter()
+                .map(|(name, role)| json!({"name": name, "role": role, "cert": certs.client(name).cert.display().to_string()}))
+                .collect();
+            let value = json!({"ca": certs.ca_path().display().to_string(), "nodes": node_certs, "clients": clients});
+            inv.print(value, || {
+                let mut lines = vec![format!("CA: {}", certs.ca_path().display())];
+                for (site, id) in &nodes {
+                    lines.push(format!("node {site}/{id}: {}", certs.node(site, *id).cert.display()));
+                }
+                for (name, role) in crate::certs::CLIENT_IDENTITIES {
+                    lines.push(format!("client {name} (role {role}): {}", certs.client(name).cert.display()));
+                }
+                lines.join("\n")
+            })
         }
         Command::Status => {
-            let topology = topology(&cli)?;
-            let status = status::gather(&topology, &client_config(&cli, Vec::new())?).await;
+            let topology = inv.topology()?;
+            let status = status::gather(&topology, &inv.client_config(Vec::new())?).await;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
                 print!("{}", status::render(&status));
             }
+            if let Some(refused) = status.nodes.iter().find(|n| n.refused) {
+                anyhow::bail!(
+                    "{} of {} nodes refused this identity; {}/{}: {}",
+                    status.nodes.iter().filter(|n| n.refused).count(),
+                    status.nodes.len(),
+                    refused.site,
+                    refused.node_id,
+                    refused.error
+                );
+            }
+            anyhow::ensure!(status.nodes.iter().any(|n| n.reachable), "no node of the topology answered");
             Ok(())
         }
         Command::AddNode { site, id, zone, client_addr, peer_addr, learner_only } => {
-            let topology = topology(&cli)?;
-            let client = leader_client(&cli, &topology, site).await?;
+            let topology = inv.topology()?;
+            let client = leader_client(inv, &topology, site).await?;
             let node = pb::Member {
                 node_id: *id,
                 zone: zone.clone(),
@@ -444,34 +656,46 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let response = client
                 .add_node(pb::AddNodeRequest { node: Some(node), learner_only: *learner_only, catch_up_timeout_ms: 0 })
                 .await?;
-            println!("added node {id} to {site} in {} ms", response.elapsed_ms);
-            Ok(())
+            let value = json!({
+                "site": site, "node_id": id, "voter": !learner_only, "elapsed_ms": response.elapsed_ms,
+                "members": members_json(&response.members),
+            });
+            inv.print(value, || format!("added node {id} to {site} in {} ms", response.elapsed_ms))
         }
         Command::RemoveNode { site, id } => {
-            let topology = topology(&cli)?;
-            let response = leader_client(&cli, &topology, site).await?.remove_node(*id).await?;
-            println!("removed node {id} from {site} in {} ms", response.elapsed_ms);
-            Ok(())
+            let topology = inv.topology()?;
+            let response = leader_client(inv, &topology, site).await?.remove_node(*id).await?;
+            let value = json!({
+                "site": site, "node_id": id, "elapsed_ms": response.elapsed_ms,
+                "members": members_json(&response.members),
+            });
+            inv.print(value, || format!("removed node {id} from {site} in {} ms", response.elapsed_ms))
         }
         Command::TransferLeader { site, to } => {
-            let topology = topology(&cli)?;
-            let response = leader_client(&cli, &topology, site).await?.transfer_leader(*to).await?;
-            println!("leader of {site} is now node {} ({} ms)", response.new_leader_id, response.elapsed_ms);
-            Ok(())
+            let topology = inv.topology()?;
+            let response = leader_client(inv, &topology, site).await?.transfer_leader(*to).await?;
+            let value =
+                json!({"site": site, "new_leader_id": response.new_leader_id, "elapsed_ms": response.elapsed_ms});
+            inv.print(value, || {
+                format!("leader of {site} is now node {} ({} ms)", response.new_leader_id, response.elapsed_ms)
+            })
         }
-        Command::Dr(cmd) => run_dr(&cli, cmd).await,
+        Command::Dr(cmd) => run_dr(inv, cmd).await,
         Command::Keys(KeysCmd::Add { file }) => {
             let path = file.clone().unwrap_or_else(|| cli.data.join("keys").join("data-keys.toml"));
             let id = ledger_node::security::pii::DataKeys::rotate_file(&path)?;
-            println!(
-                "added data key {id} to {}; run `keys rotate --key-id {id}` once every node has it",
-                path.display()
-            );
-            Ok(())
+            let value = json!({"key_id": id, "file": path.display().to_string()});
+            inv.print(value, || {
+                format!(
+                    "added data key {id} to {}; run `keys rotate --key-id {id}` once every node has it",
+                    path.display()
+                )
+            })
         }
         Command::Keys(KeysCmd::Rotate { key_id, request_id }) => {
-            let topology = topology(&cli)?;
-            let sites = dr::Sites::new(topology.clone(), client_config(&cli, Vec::new())?, Duration::from_secs(60));
+            let topology = inv.topology()?;
+            let sites = dr::Sites::new(topology.clone(), inv.client_config(Vec::new())?, Duration::from_secs(60));
+            let mut rotated = Vec::new();
             for site in &topology.sites {
                 let request = pb::SiteOperationRequest {
                     kind: pb::SiteOperationKind::RotateKey as i32,
@@ -481,23 +705,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
                 let response = sites.operate(&site.name, request).await?;
                 let info = response.site.unwrap_or_default();
-                println!(
-                    "{}: new personal data sealed with key {} ({} ms)",
-                    site.name, info.data_key_id, response.elapsed_ms
+                if !cli.json {
+                    println!(
+                        "{}: new personal data sealed with key {} ({} ms)",
+                        site.name, info.data_key_id, response.elapsed_ms
+                    );
+                }
+                rotated.push(
+                    json!({"site": site.name, "data_key_id": info.data_key_id, "elapsed_ms": response.elapsed_ms}),
                 );
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&json!({"key_id": key_id, "sites": rotated}))?);
             }
             Ok(())
         }
         Command::SiteLog { site } => {
-            let topology = topology(&cli)?;
+            let topology = inv.topology()?;
             let spec = topology.site(site).with_context(|| format!("no site {site}"))?;
-            let client = LedgerClient::new(client_config(&cli, spec.endpoints())?)?;
+            let client = LedgerClient::new(inv.client_config(spec.endpoints())?)?;
             let log = client.read_site_log(1, 1000).await?;
             for e in &log.entries {
                 if cli.json {
                     println!(
                         "{}",
-                        serde_json::json!({"seq": e.seq, "ledger_time_ms": e.ledger_time_ms, "caller": e.caller, "event": e.event,
+                        json!({"seq": e.seq, "ledger_time_ms": e.ledger_time_ms, "caller": e.caller, "event": e.event,
                             "detail": e.detail, "journal_seq": e.journal_seq, "hash": hex::encode(&e.hash)})
                     );
                 } else {
@@ -513,13 +745,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the `ledger-cluster` CLI with the process arguments.
+fn members_json(members: &[pb::Member]) -> Vec<serde_json::Value> {
+    members
+        .iter()
+        .map(|m| json!({"node_id": m.node_id, "zone": m.zone, "client_addr": m.client_addr, "voter": m.voter}))
+        .collect()
+}
+
+/// The error that ends a command, each cause once (a wrapper that repeats its source's text
+/// adds nothing), and for a refusal of our identity, which identity that was.
+fn report(error: &anyhow::Error, identity: Option<&Identity>) {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&line);
+        }
+    }
+    eprintln!("error: {text}");
+    let who = identity.map_or_else(|| "?".to_string(), Identity::describe);
+    let client_error = error.chain().find_map(|e| e.downcast_ref::<ClientError>());
+    let tls_refused = error.chain().any(|e| e.downcast_ref::<ProbeError>().is_some());
+    match client_error {
+        Some(e) if e.is_identity_refusal() => {
+            eprintln!("note: presented {who}; a refusal is final and was not retried");
+        }
+        Some(e) if e.is_final() => eprintln!("note: a refusal is final and was not retried"),
+        _ if tls_refused => eprintln!(
+            "note: presented {who}; it must be signed by the CA that signed the nodes' certificates, and --ca must \
+             be that CA"
+        ),
+        _ => {}
+    }
+}
+
+/// Runs the `ledger-cluster` CLI with the process arguments. A command that fails prints its
+/// error and exits with status 1.
 pub fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Node(args) = cli.command {
         return ledger_node::cli::run_node(args);
     }
-    tool_runtime()?.block_on(run(cli))
+    let identity = Identity::resolve(&cli, &matches).map_err(|e| format!("{e:#}"));
+    let invocation = Invocation { cli, identity };
+    if let Err(e) = tool_runtime()?.block_on(run(&invocation)) {
+        report(&e, invocation.identity.as_ref().ok());
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// What an operator tool's process needs before it talks to nodes (`ledger-cluster`,

@@ -1,8 +1,11 @@
-//! `ledger-cluster status`: every node of every site in one table (or JSON).
+//! `ledger-cluster status`: every node of every site in one table (or JSON). A node that
+//! refuses the caller (its certificate or role) is marked `refused`, so that the command can
+//! fail on it instead of showing the cluster as merely unreachable.
 
 use std::time::Duration;
 
 use ledger_client::ClientConfig;
+use ledger_client::ClientError;
 use ledger_client::LedgerClient;
 use ledger_client::proto as pb;
 use serde::Serialize;
@@ -16,6 +19,9 @@ pub struct NodeRow {
     pub zone: String,
     pub endpoint: String,
     pub reachable: bool,
+    /// The node refused us (a certificate it does not accept, a role that may not ask): a
+    /// final answer, unlike a node that is down.
+    pub refused: bool,
     pub error: String,
     pub raft_role: String,
     pub term: u64,
@@ -64,7 +70,10 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeRow>,
 }
 
-/// Asks every node of the topology for its status (2 s each, in parallel).
+/// How long each node gets to answer.
+const STATUS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Asks every node of the topology for its status ([`STATUS_TIMEOUT`] each, in parallel).
 pub async fn gather(topology: &Topology, config: &ClientConfig) -> ClusterStatus {
     let mut tasks = Vec::new();
     for site in &topology.sites {
@@ -74,8 +83,8 @@ pub async fn gather(topology: &Topology, config: &ClientConfig) -> ClusterStatus
             let (site, node) = (site.name.clone(), node.clone());
             tasks.push(tokio::spawn(async move {
                 let status = match client {
-                    Ok(client) => client.status_once(Duration::from_secs(2)).await.map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
+                    Ok(client) => client.status_once(STATUS_TIMEOUT).await,
+                    Err(e) => Err(e),
                 };
                 row(&site, node.id, &node.zone, &node.client_addr, status)
             }));
@@ -112,13 +121,14 @@ pub async fn gather(topology: &Topology, config: &ClientConfig) -> ClusterStatus
     ClusterStatus { sites, nodes }
 }
 
-fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::NodeStatus, String>) -> NodeRow {
+fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::NodeStatus, ClientError>) -> NodeRow {
     let mut row = NodeRow {
         site: site.into(),
         node_id,
         zone: zone.into(),
         endpoint: endpoint.into(),
         reachable: false,
+        refused: false,
         error: String::new(),
         raft_role: "-".into(),
         term: 0,
@@ -141,7 +151,10 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
         dr_throttled: false,
     };
     match status {
-        Err(e) => row.error = e,
+        Err(e) => {
+            row.refused = e.is_final();
+            row.error = e.to_string();
+        }
         Ok(s) => {
             let head = s.journal_head.unwrap_or_default();
             let site = s.site.unwrap_or_default();
@@ -216,8 +229,13 @@ pub fn render(status: &ClusterStatus) -> String {
     for r in &status.nodes {
         if !r.reachable {
             out.push_str(&format!(
-                "{:<8} {:>4} {:<5} {:<16} unreachable: {}\n",
-                r.site, r.node_id, r.zone, r.endpoint, r.error
+                "{:<8} {:>4} {:<5} {:<16} {}: {}\n",
+                r.site,
+                r.node_id,
+                r.zone,
+                r.endpoint,
+                if r.refused { "REFUSED" } else { "unreachable" },
+                r.error
             ));
             continue;
         }

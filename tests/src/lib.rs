@@ -431,3 +431,115 @@ impl TestCluster {
         test
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The command-line tools (`ledger`, `ledger-cluster`) run as processes against a test cluster.
+
+/// A finished command-line run.
+#[derive(Debug)]
+pub struct CliRun {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `program` with `args` and the environment `env` (the `LEDGER_*` variables of the
+/// test process are removed first), killing it if it has not exited within `limit`; panics
+/// then, with what it printed.
+pub fn run_cli_within(program: &str, args: &[String], env: &[(&str, String)], limit: Duration) -> CliRun {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut command = std::process::Command::new(program);
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("LEDGER_") {
+            command.env_remove(&name);
+        }
+    }
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let started = std::time::Instant::now();
+    let mut child = command.spawn().expect("start the command");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let (status, killed) = loop {
+        if let Some(status) = child.try_wait().expect("wait for the command") {
+            break (status, false);
+        }
+        if started.elapsed() >= limit {
+            let _ = child.kill();
+            break (child.wait().expect("reap the command"), true);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let run = CliRun {
+        success: status.success(),
+        stdout: out.join().expect("stdout reader"),
+        stderr: err.join().expect("stderr reader"),
+        elapsed: started.elapsed(),
+    };
+    assert!(!killed, "`{} {}` still running after {limit:?}, killed: {run:#?}", program, args.join(" "));
+    run
+}
+
+impl TestCluster {
+    /// Writes the topology to `<root>/topology.toml` for `ledger-cluster --topology`.
+    pub fn topology_file(&self) -> PathBuf {
+        let path = self.root().join("topology.toml");
+        let text = toml::to_string(&self.cluster.topology).expect("topology serializes");
+        std::fs::write(&path, text).expect("write the topology file");
+        path
+    }
+
+    /// `ledger-cluster` flags for this cluster (`--data`, `--topology`), before any others.
+    pub fn cluster_cli_args(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec![
+            "--data".to_string(),
+            self.root().display().to_string(),
+            "--topology".to_string(),
+            self.topology_file().display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// `ledger` flags presenting the client certificate `identity` to every node of every
+    /// site, before any others.
+    pub fn ledger_cli_args(&self, identity: &str, args: &[&str]) -> Vec<String> {
+        let files = self.cluster.certs.as_ref().expect("a TLS cluster").client(identity);
+        let mut all = vec![
+            "--endpoints".to_string(),
+            self.cluster.topology.all_endpoints().join(","),
+            "--ca".to_string(),
+            files.ca.display().to_string(),
+            "--cert".to_string(),
+            files.cert.display().to_string(),
+            "--key".to_string(),
+            files.key.display().to_string(),
+        ];
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
+    }
+
+    /// `LEDGER_CA`, `LEDGER_CERT` and `LEDGER_KEY` naming the client certificate `identity`.
+    pub fn identity_env(&self, identity: &str) -> Vec<(&'static str, String)> {
+        let files = self.cluster.certs.as_ref().expect("a TLS cluster").client(identity);
+        vec![
+            ("LEDGER_CA", files.ca.display().to_string()),
+            ("LEDGER_CERT", files.cert.display().to_string()),
+            ("LEDGER_KEY", files.key.display().to_string()),
+        ]
+    }
+}
