@@ -294,41 +294,31 @@ async fn malformed_requests_are_invalid_argument_and_reflection_lists_the_client
         "ledger.v1.Cluster",
         "ledger.v1.Ledger",
     ];
-    {
-        use tonic_reflection::pb::v1alpha as r;
-        let mut client = r::server_reflection_client::ServerReflectionClient::new(channel.clone());
-        let request = r::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(r::server_reflection_request::MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-        let answer = answers.message().await.unwrap().expect("an answer");
-        let Some(r::server_reflection_response::MessageResponse::ListServicesResponse(list)) = answer.message_response
-        else {
-            panic!("not a service list: {answer:?}");
-        };
-        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        names.sort();
-        assert_eq!(names, want, "v1alpha lists the client port's services");
-    }
-    {
-        use tonic_reflection::pb::v1 as r;
-        let mut client = r::server_reflection_client::ServerReflectionClient::new(channel.clone());
-        let request = r::ServerReflectionRequest {
-            host: String::new(),
-            message_request: Some(r::server_reflection_request::MessageRequest::ListServices(String::new())),
-        };
-        let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
-        let answer = answers.message().await.unwrap().expect("an answer");
-        let Some(r::server_reflection_response::MessageResponse::ListServicesResponse(list)) = answer.message_response
-        else {
-            panic!("not a service list: {answer:?}");
-        };
-        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
-        names.sort();
-        assert_eq!(names, want, "v1 lists the client port's services");
-    }
+    assert_eq!(list_services!(tonic_reflection::pb::v1alpha, channel.clone()), want, "v1alpha lists the client port");
+    assert_eq!(list_services!(tonic_reflection::pb::v1, channel.clone()), want, "v1 lists the client port");
 }
+
+/// The service names a reflection service of protocol module `$r` lists, sorted.
+macro_rules! list_services {
+    ($r:path, $channel:expr) => {{
+        use $r as r;
+        let mut client = r::server_reflection_client::ServerReflectionClient::new($channel);
+        let request = r::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(r::server_reflection_request::MessageRequest::ListServices(String::new())),
+        };
+        let mut answers = client.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+        let answer = answers.message().await.unwrap().expect("an answer");
+        let Some(r::server_reflection_response::MessageResponse::ListServicesResponse(list)) = answer.message_response
+        else {
+            panic!("not a service list: {answer:?}");
+        };
+        let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names
+    }};
+}
+use list_services;
 
 /// Goal (issue 9, defect 6): the API answers an atomic batch with a malformed item exactly as
 /// the ledger's own rule does (`ledger::atomic_refused_up_front`): the malformed item its code,
