@@ -26,8 +26,11 @@ pub struct BenchConfig {
     pub duration: Duration,
     pub accounts: usize,
     pub currency: String,
-    /// Prefix of every id, unique per run.
+    /// Prefix of the account ids. Passing an earlier run's id reuses its accounts.
     pub run_id: String,
+    /// Prefix of the transfer ids: unique per invocation, so that reusing a run's accounts
+    /// never reuses its transfer ids (those would be idempotent replays, not new transfers).
+    pub transfer_prefix: String,
     /// Offered load in transfers per second across all workers; `None` runs closed-loop.
     pub rate: Option<f64>,
 }
@@ -51,8 +54,12 @@ pub struct BenchReport {
     pub target_rate: Option<f64>,
     pub duration_s: f64,
     pub requests: u64,
+    /// Transfers newly committed by this run: the only ones `transfers_per_s` counts.
     pub transfers_ok: u64,
     pub transfers_rejected: u64,
+    /// Answers that replayed an earlier result (`replayed`: the id existed before this run's
+    /// request), counted apart and never as committed.
+    pub transfers_replayed: u64,
     pub request_errors: u64,
     pub transfers_per_s: f64,
     pub requests_per_s: f64,
@@ -116,17 +123,36 @@ pub async fn open_accounts(client: &LedgerClient, config: &BenchConfig) -> Resul
     Ok(())
 }
 
+#[derive(Default)]
 struct WorkerStats {
     latencies_us: Vec<u64>,
     requests: u64,
+    /// Newly committed.
     ok: u64,
     rejected: u64,
+    /// Answered from an earlier result of the same id.
+    replayed: u64,
     errors: u64,
+}
+
+impl WorkerStats {
+    /// Counts one answer's items: a replayed item is never a new commit, whatever its code.
+    fn tally(&mut self, results: &[pb::ItemResult]) {
+        for r in results {
+            if r.replayed {
+                self.replayed += 1;
+            } else if r.code == pb::ResultCode::Ok as i32 {
+                self.ok += 1;
+            } else {
+                self.rejected += 1;
+            }
+        }
+    }
 }
 
 async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadline: Instant) -> WorkerStats {
     let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ (worker as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
-    let mut stats = WorkerStats { latencies_us: Vec::new(), requests: 0, ok: 0, rejected: 0, errors: 0 };
+    let mut stats = WorkerStats::default();
     let mut n = 0u64;
     // A paced worker sends request k at `first + k * interval`; workers are staggered across
     // one interval so that the cluster sees a steady stream, not bursts.
@@ -155,7 +181,7 @@ async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadli
                 let credit = ((debit + 1 + rng.below(accounts - 1)) % accounts) as usize;
                 let debit = debit as usize;
                 pb::NewTransfer {
-                    id: format!("{}-{worker}-{n}", config.run_id),
+                    id: format!("{}-{worker}-{n}", config.transfer_prefix),
                     debit_account_id: account_id(&config.run_id, debit),
                     credit_account_id: account_id(&config.run_id, credit),
                     amount: "1.00".into(),
@@ -168,13 +194,7 @@ async fn worker(client: LedgerClient, config: BenchConfig, worker: usize, deadli
         match result {
             Ok(response) => {
                 stats.latencies_us.push(scheduled.elapsed().as_micros() as u64);
-                for r in &response.results {
-                    if r.code == pb::ResultCode::Ok as i32 {
-                        stats.ok += 1;
-                    } else {
-                        stats.rejected += 1;
-                    }
-                }
+                stats.tally(&response.results);
             }
             Err(e) => {
                 stats.errors += 1;
@@ -194,13 +214,14 @@ pub async fn run(client: &LedgerClient, config: &BenchConfig) -> BenchReport {
     let tasks: Vec<_> =
         (0..config.concurrency).map(|w| tokio::spawn(worker(client.clone(), config.clone(), w, deadline))).collect();
     let mut latencies = Vec::new();
-    let (mut requests, mut ok, mut rejected, mut errors) = (0, 0, 0, 0);
+    let (mut requests, mut ok, mut rejected, mut replayed, mut errors) = (0, 0, 0, 0, 0);
     for task in tasks {
         let stats = task.await.expect("bench worker does not panic");
         latencies.extend(stats.latencies_us);
         requests += stats.requests;
         ok += stats.ok;
         rejected += stats.rejected;
+        replayed += stats.replayed;
         errors += stats.errors;
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -216,6 +237,7 @@ pub async fn run(client: &LedgerClient, config: &BenchConfig) -> BenchReport {
         requests,
         transfers_ok: ok,
         transfers_rejected: rejected,
+        transfers_replayed: replayed,
         request_errors: errors,
         transfers_per_s: ok as f64 / elapsed,
         requests_per_s: requests as f64 / elapsed,
@@ -245,5 +267,21 @@ mod tests {
         assert_eq!(percentile(&[], 500), 0.0);
         let mut rng = Rng::new(7);
         assert!((0..1000).all(|_| rng.below(10) < 10));
+    }
+
+    /// Goal (issue 10): a replayed answer is never counted as a committed transfer, whatever
+    /// its code (a rerun with an earlier run's ids once reported 66,000/s of replays).
+    #[test]
+    fn replayed_answers_are_counted_apart_from_commits() {
+        let item =
+            |code: pb::ResultCode, replayed: bool| pb::ItemResult { code: code as i32, replayed, ..Default::default() };
+        let mut stats = WorkerStats::default();
+        stats.tally(&[
+            item(pb::ResultCode::Ok, false),
+            item(pb::ResultCode::Ok, true),
+            item(pb::ResultCode::ExceedsCredits, true),
+            item(pb::ResultCode::ExceedsCredits, false),
+        ]);
+        assert_eq!((stats.ok, stats.replayed, stats.rejected), (1, 2, 1));
     }
 }

@@ -239,12 +239,31 @@ fn up_status_cli_switchover_and_clean_stop() {
     assert!(ok && out.lines().count() == 3, "three history rows: {out}");
     let (ok, out, _) = as_writer(&["journal", "head"]);
     assert!(ok && out.starts_with("seq "), "{out}");
-    let (ok, out, err) =
-        as_writer(&["--json", "bench", "--concurrency", "4", "--batch", "10", "--duration", "2", "--accounts", "20"]);
-    assert!(ok, "{out}{err}");
-    let bench: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert!(bench["transfers_per_s"].as_f64().unwrap() > 0.0, "{out}");
-    assert!(bench["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+    // A rerun on the same accounts (`--run-id`) commits new transfers: no id is reused, so
+    // nothing is a replay and `transfers_per_s` counts only new commits.
+    for run in 0..2 {
+        let (ok, out, err) = as_writer(&[
+            "--json",
+            "bench",
+            "--concurrency",
+            "4",
+            "--batch",
+            "10",
+            "--duration",
+            "2",
+            "--accounts",
+            "20",
+            "--run-id",
+            "cli-bench",
+        ]);
+        assert!(ok, "run {run}: {out}{err}");
+        let bench: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert!(bench["transfers_per_s"].as_f64().unwrap() > 0.0, "{out}");
+        assert!(bench["latency"]["p99_ms"].as_f64().unwrap() > 0.0);
+        assert_eq!(bench["transfers_replayed"].as_u64(), Some(0), "run {run} reused transfer ids: {out}");
+        let per_s = bench["transfers_ok"].as_f64().unwrap() / bench["duration_s"].as_f64().unwrap();
+        assert!((per_s - bench["transfers_per_s"].as_f64().unwrap()).abs() < 1e-6 * per_s.max(1.0), "{out}");
+    }
 
     // Switchover from the command line, with two operators.
     let (ok, out, err) = cluster(&["dr", "switchover", "--request-id", "cli-sw"]);

@@ -23,7 +23,8 @@ pub struct BenchArgs {
     accounts: usize,
     #[arg(long, default_value = "EUR")]
     currency: String,
-    /// Id prefix; unique per run by default.
+    /// Account id prefix; unique per run by default. Give an earlier run's id to reuse its
+    /// accounts; transfer ids are always new, so a rerun never counts replays as commits.
     #[arg(long)]
     run_id: Option<String>,
     /// Offered load in transfers/s: pace the workers instead of running closed-loop, and
@@ -40,6 +41,7 @@ pub async fn run(context: &Context, args: &BenchArgs) -> anyhow::Result<i32> {
         accounts: args.accounts,
         currency: args.currency.clone(),
         run_id: args.run_id.clone().unwrap_or_else(|| unique_id("bench")),
+        transfer_prefix: unique_id("t"),
         rate: args.rate,
     };
     if config.accounts < 2 || config.concurrency == 0 || config.batch == 0 {
@@ -56,11 +58,12 @@ pub async fn run(context: &Context, args: &BenchArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string(&report)?);
     } else {
         println!(
-            "transfers/s {:.0}  requests/s {:.0}  ok {}  rejected {}  errors {}",
+            "transfers/s {:.0}  requests/s {:.0}  ok {}  rejected {}  replayed {}  errors {}",
             report.transfers_per_s,
             report.requests_per_s,
             report.transfers_ok,
             report.transfers_rejected,
+            report.transfers_replayed,
             report.request_errors
         );
         let l = &report.latency;
