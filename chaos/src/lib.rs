@@ -4,4 +4,5 @@
 pub mod drill;
 pub mod invariants;
 pub mod proxy;
+pub mod rpo;
 pub mod workload;

@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
                     };
                     let result = drill::run(&config).await;
                     match result {
-                        Ok(r) if r.passed => println!("  PASS (RPO {:.2} s, RTO {:?})", r.rpo_s, r.rto_s),
+                        Ok(r) if r.passed => println!("  {}", drill::one_line(&r)),
                         Ok(_) | Err(_) => {
                             println!(
                                 "  FAIL: replay with `ledger-chaos run --scenario {} --seed {drill_seed} --duration {duration}`; report in {}",

@@ -19,7 +19,6 @@ pub mod audit;
 pub mod bench;
 pub mod tls;
 
-
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -42,9 +41,9 @@ use tonic::transport::Endpoint;
 
 pub use ledger_proto::v1 as proto;
 
+pub use ledger_proto::ErrorCode;
 /// Metadata key with the stable error code of a failed call.
 pub use ledger_proto::error_code::ERROR_CODE_KEY;
-pub use ledger_proto::ErrorCode;
 /// Largest message the client accepts.
 const MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// First pause between retries; doubles up to `RETRY_PAUSE_MS_MAX`.

@@ -365,34 +365,6 @@ fn steps_text(steps: &[dr::Step]) -> String {
     steps.iter().map(|s| format!("  {:<10} {:>7} ms  {}", s.step, s.ms, s.detail)).collect::<Vec<_>>().join("\n")
 }
 
-/// Records this operator's approval on every site of `names`, in order. Retries what the
-/// client reports as not final (a site electing a leader) until `sites.timeout`; a refusal
-/// (a wrong role, a bad request id, an unknown action) ends it at once.
-async fn approve(sites: &dr::Sites, names: &[String], request_id: &str, action: &str) -> anyhow::Result<Vec<String>> {
-    let mut recorded = Vec::new();
-    for site in names {
-        let request = pb::SiteOperationRequest {
-            kind: pb::SiteOperationKind::Approve as i32,
-            request_id: request_id.into(),
-            action: action.into(),
-            ..Default::default()
-        };
-        let deadline = Instant::now() + sites.timeout;
-        loop {
-            match sites.operate(site, request.clone()).await {
-                Ok(_) => break,
-                Err(dr::DrError::Client(e)) if !e.is_final() && Instant::now() < deadline => {
-                    tracing::warn!(site = %site, error = %e, "approval not recorded yet; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(anyhow::Error::from(e).context(format!("approval on site {site}"))),
-            }
-        }
-        recorded.push(site.clone());
-    }
-    Ok(recorded)
-}
-
 async fn run_dr(inv: &Invocation, cmd: &DrCmd) -> anyhow::Result<()> {
     let topology = inv.topology()?;
     let sites = dr::Sites::new(topology.clone(), inv.client_config(Vec::new())?, Duration::from_secs(120));
@@ -423,7 +395,9 @@ async fn run_dr(inv: &Invocation, cmd: &DrCmd) -> anyhow::Result<()> {
         DrCmd::Approve { request_id, action, sites: names } => {
             let names =
                 if names.is_empty() { topology.sites.iter().map(|s| s.name.clone()).collect() } else { names.clone() };
-            let recorded = approve(&sites, &names, request_id, action).await?;
+            let recorded = dr::approve(&sites, &names, request_id, action)
+                .await
+                .map_err(|e| anyhow::Error::from(e).context(format!("approval of {request_id}")))?;
             let who = inv.identity()?.name().to_string();
             let value = json!({"identity": who, "request_id": request_id, "action": action, "sites": recorded});
             inv.print(value, || format!("{who} approved {request_id} for {action} on {}", recorded.join(", ")))?;
@@ -439,11 +413,12 @@ async fn run_dr(inv: &Invocation, cmd: &DrCmd) -> anyhow::Result<()> {
             };
             let report = dr::switchover(&sites, &from, &to, request_id).await?;
             let text = format!(
-                "switchover {from} -> {to} done in {} ms: {from} fenced at seq {}, {to} active at epoch {} from seq {}, no records lost\n{}",
+                "switchover {from} -> {to} done in {} ms: {from} fenced at seq {}, {to} active at epoch {} from seq {}, records lost (measured): {}\n{}",
                 report.total_ms,
                 report.fenced_at_seq,
                 report.new_epoch,
                 report.promoted_at_seq,
+                report.records_lost,
                 steps_text(&report.steps)
             );
             inv.print_report(&report, text)?;

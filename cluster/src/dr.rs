@@ -10,9 +10,12 @@
 //! - [`failback`]: the old active site is back: fence it if it still thinks it is active,
 //!   find the branch point, export its records past it as a reconciliation report (JSON and
 //!   CSV), then resync it from the active site as a standby.
+//!
+//! Comparing journals (branch point, missing records, the report's rows and files) is in
+//! [`crate::reconcile`], which does no IO and does not import this module; this module reads
+//! the journals and drives the sites. Every figure in a report here is measured.
 
 use std::path::Path;
-use std::path::PathBuf;
 use std::time::Duration;
 use std::time::Instant;
 
@@ -20,12 +23,11 @@ use ledger_client::ClientConfig;
 use ledger_client::LedgerClient;
 use ledger_client::audit::decode_record;
 use ledger_client::proto as pb;
-use ledger_core::command::Command;
-use ledger_core::command::Outcome;
 use ledger_core::journal::JournalRecord;
-use ledger_core::transfer::TransferKind;
 use serde::Serialize;
 
+use crate::reconcile;
+pub use crate::reconcile::ReconciliationRow;
 use crate::topology::Topology;
 
 #[derive(Debug, thiserror::Error)]
@@ -42,8 +44,8 @@ pub enum DrError {
     Precondition(String),
     #[error("timed out after {0:?} waiting for {1}")]
     Timeout(Duration, String),
-    #[error("writing the report {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Io(#[from] reconcile::WriteError),
 }
 
 /// How the operator reaches the sites.
@@ -115,21 +117,31 @@ impl Sites {
 
     /// The status of the best-informed reachable node of `site` (highest applied index).
     pub async fn status(&self, site: &str) -> Result<pb::NodeStatus, DrError> {
-        let mut best: Option<pb::NodeStatus> = None;
+        Ok(self.best_node(site).await?.1)
+    }
+
+    /// A client of one node, no failover.
+    fn node_client(&self, endpoint: &str) -> Result<LedgerClient, DrError> {
+        Ok(LedgerClient::new(ClientConfig { endpoints: vec![endpoint.to_string()], ..self.config.clone() })?)
+    }
+
+    /// The best-informed reachable node of `site` (highest applied index): its endpoint and
+    /// status.
+    async fn best_node(&self, site: &str) -> Result<(String, pb::NodeStatus), DrError> {
+        let mut best: Option<(String, pb::NodeStatus)> = None;
         let mut last_error = None;
         for endpoint in self.endpoints(site)? {
-            let client = LedgerClient::new(ClientConfig { endpoints: vec![endpoint], ..self.config.clone() })?;
-            match client.status_once(Duration::from_secs(2)).await {
+            match self.node_client(&endpoint)?.status_once(Duration::from_secs(2)).await {
                 Ok(status) => {
-                    if best.as_ref().is_none_or(|b| status.applied_index > b.applied_index) {
-                        best = Some(status);
+                    if best.as_ref().is_none_or(|(_, b)| status.applied_index > b.applied_index) {
+                        best = Some((endpoint, status));
                     }
                 }
                 Err(e) => last_error = Some(e),
             }
         }
         match (best, last_error) {
-            (Some(status), _) => Ok(status),
+            (Some(best), _) => Ok(best),
             (None, Some(e)) => Err(e.into()),
             (None, None) => Err(DrError::Precondition(format!("site {site} has no nodes"))),
         }
@@ -172,8 +184,8 @@ fn head_of(status: &pb::NodeStatus) -> pb::JournalHead {
 }
 
 /// Records one operator's approval of `request_id` for `action` on every site of
-/// `site_names` (retrying a site that has no leader yet until the step deadline). Returns the
-/// sites that recorded it; fails if one could not.
+/// `site_names`, in order (retrying a site that has no leader yet until the step deadline; a
+/// refusal ends it at once). Returns the sites that recorded it; fails if one could not.
 pub async fn approve(
     sites: &Sites,
     site_names: &[String],
@@ -192,8 +204,10 @@ pub async fn approve(
         loop {
             match sites.operate(site, request.clone()).await {
                 Ok(_) => break,
-                // A refusal is final (bad request id, unknown action); anything else is retried.
-                Err(DrError::Client(e)) if e.error_code() != "site_operation_refused" && Instant::now() < deadline => {
+                // A refusal is final (a wrong role, a bad request id, an unknown action): asking
+                // again gets the same answer. Anything else (a site electing a leader) is retried.
+                Err(DrError::Client(e)) if !e.is_final() && Instant::now() < deadline => {
+                    tracing::warn!(site = %site, error = %e, "approval not recorded yet; retrying");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(e),
@@ -213,7 +227,9 @@ pub struct SwitchoverReport {
     pub new_epoch: u64,
     /// The new active site's first record (its promotion).
     pub promoted_at_seq: u64,
-    /// Acknowledged writes lost: none, by construction (the standby held every record).
+    /// Records of the old active site that the new one does not hold, measured after the
+    /// switch ([`records_missing`]): 0 unless something is wrong, since the switch waits
+    /// until the standby holds every record up to the fence.
     pub records_lost: u64,
     pub total_ms: u64,
     pub steps: Vec<Step>,
@@ -282,13 +298,15 @@ pub async fn switchover(sites: &Sites, from: &str, to: &str, request_id: &str) -
     };
     sites.operate(from, demote).await?;
     steps.done("demote", format!("{from} standby of {to}"));
+    let records_lost = records_missing(sites, from, to).await?;
+    steps.done("verify", format!("{records_lost} records of {from} missing from {to}"));
     Ok(SwitchoverReport {
         from: from.into(),
         to: to.into(),
         fenced_at_seq: fenced_head.seq,
         new_epoch: epoch,
         promoted_at_seq: promoted.journal_seq,
-        records_lost: 0,
+        records_lost,
         total_ms: steps.total_ms(),
         steps: steps.steps,
     })
@@ -342,171 +360,6 @@ pub async fn promote_force(sites: &Sites, site: &str, request_id: &str) -> Resul
     })
 }
 
-/// One row of a reconciliation report: an item of a record lost in the failover.
-#[derive(Clone, Debug, Serialize)]
-pub struct ReconciliationRow {
-    pub seq: u64,
-    pub ledger_time_ms: u64,
-    pub origin_site: String,
-    pub origin_epoch: u64,
-    pub caller: String,
-    pub command: String,
-    /// Transfer or account id ("" for records without items).
-    pub id: String,
-    pub kind: String,
-    pub debit_account_id: String,
-    pub credit_account_id: String,
-    pub amount: String,
-    pub currency: String,
-    pub pending_id: String,
-    pub result: String,
-    /// "lost": applied on the old site only, to reconcile; "present_on_active_site": the same
-    /// transfer was resubmitted and applied on the active site (nothing to do);
-    /// "not_applied": rejected on the old site (informational).
-    pub status: String,
-}
-
-fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
-    let base = ReconciliationRow {
-        seq: record.seq,
-        ledger_time_ms: record.ledger_time_ms,
-        origin_site: record.origin.site.clone(),
-        origin_epoch: record.origin.epoch,
-        caller: record.caller.clone(),
-        command: record.command.name().into(),
-        id: String::new(),
-        kind: String::new(),
-        debit_account_id: String::new(),
-        credit_account_id: String::new(),
-        amount: String::new(),
-        currency: String::new(),
-        pending_id: String::new(),
-        result: String::new(),
-        status: String::new(),
-    };
-    let items = record.outcome.items();
-    let result = |i: usize| {
-        items
-            .get(i)
-            .map_or(String::new(), |r| if r.replayed { format!("{} (replayed)", r.code) } else { r.code.to_string() })
-    };
-    match &record.command {
-        Command::CreateTransfers { transfers, .. } => transfers
-            .iter()
-            .enumerate()
-            .map(|(i, t)| ReconciliationRow {
-                id: t.id.0.clone(),
-                kind: t.kind.name().into(),
-                debit_account_id: t.debit_account_id.0.clone(),
-                credit_account_id: t.credit_account_id.0.clone(),
-                amount: t.amount.to_string(),
-                currency: t.currency.clone().unwrap_or_default(),
-                pending_id: match &t.kind {
-                    TransferKind::PostPending { pending_id } | TransferKind::VoidPending { pending_id } => {
-                        pending_id.0.clone()
-                    }
-                    _ => String::new(),
-                },
-                result: result(i),
-                ..base.clone()
-            })
-            .collect(),
-        Command::CreateAccounts(accounts) => accounts
-            .iter()
-            .enumerate()
-            .map(|(i, a)| ReconciliationRow {
-                id: a.id.0.clone(),
-                kind: "account".into(),
-                currency: a.currency.clone(),
-                result: result(i),
-                ..base.clone()
-            })
-            .collect(),
-        Command::UpdateAccounts(updates) => updates
-            .iter()
-            .enumerate()
-            .map(|(i, u)| ReconciliationRow {
-                id: u.id.0.clone(),
-                kind: format!("{:?}", u.action).to_lowercase(),
-                result: result(i),
-                ..base.clone()
-            })
-            .collect(),
-        Command::ExpirePending => match &record.outcome {
-            Outcome::Expired(ids) => ids
-                .iter()
-                .map(|id| ReconciliationRow {
-                    id: id.0.clone(),
-                    kind: "expired".into(),
-                    result: "ok".into(),
-                    ..base.clone()
-                })
-                .collect(),
-            _ => vec![base],
-        },
-        Command::Site(_) | Command::Admin(_) => vec![base],
-    }
-}
-
-/// Ids of transfers applied (ok, fresh) by these records.
-fn applied_transfer_ids(records: &[JournalRecord]) -> std::collections::BTreeSet<&str> {
-    let mut ids = std::collections::BTreeSet::new();
-    for record in records {
-        if let (Command::CreateTransfers { transfers, .. }, Outcome::Items(items)) = (&record.command, &record.outcome)
-        {
-            for (t, r) in transfers.iter().zip(items) {
-                if r.code.is_ok() {
-                    ids.insert(t.id.0.as_str());
-                }
-            }
-        }
-    }
-    ids
-}
-
-fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value.to_string() }
-}
-
-/// Writes `rows` as `reconciliation.json` and `reconciliation.csv` under `dir`.
-fn write_report(dir: &Path, report: &FailbackReport) -> Result<(PathBuf, PathBuf), DrError> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| DrError::Io { path, source }
-    };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let json_path = dir.join("reconciliation.json");
-    let json = serde_json::to_string_pretty(report).expect("report serializes");
-    std::fs::write(&json_path, json).map_err(io(&json_path))?;
-    let csv_path = dir.join("reconciliation.csv");
-    let mut csv = String::from(
-        "seq,ledger_time_ms,origin_site,origin_epoch,caller,command,id,kind,debit_account_id,credit_account_id,amount,currency,pending_id,result,status\n",
-    );
-    for r in &report.rows {
-        let fields = [
-            r.seq.to_string(),
-            r.ledger_time_ms.to_string(),
-            r.origin_site.clone(),
-            r.origin_epoch.to_string(),
-            r.caller.clone(),
-            r.command.clone(),
-            r.id.clone(),
-            r.kind.clone(),
-            r.debit_account_id.clone(),
-            r.credit_account_id.clone(),
-            r.amount.clone(),
-            r.currency.clone(),
-            r.pending_id.clone(),
-            r.result.clone(),
-            r.status.clone(),
-        ];
-        csv.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
-        csv.push('\n');
-    }
-    std::fs::write(&csv_path, csv).map_err(io(&csv_path))?;
-    Ok((json_path, csv_path))
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct FailbackReport {
     pub old_site: String,
@@ -530,12 +383,39 @@ pub struct FailbackReport {
 
 /// The whole journal of `site` from `from_seq`.
 async fn read_records(sites: &Sites, site: &str, from_seq: u64) -> Result<Vec<JournalRecord>, DrError> {
-    let mut stream = sites.client(site)?.read_journal(from_seq, 0, false).await?;
+    collect_records(sites.client(site)?, from_seq, 0).await
+}
+
+/// Up to `limit` records (0: all) from `from_seq`, decoded, from whichever node `client` reaches.
+async fn collect_records(client: LedgerClient, from_seq: u64, limit: u64) -> Result<Vec<JournalRecord>, DrError> {
+    let mut stream = client.read_journal(from_seq, limit, false).await?;
     let mut records = Vec::new();
     while let Some(record) = stream.message().await? {
         records.push(decode_record(records.len() as u64, &record)?);
     }
     Ok(records)
+}
+
+/// Records of site `old` that site `new` does not hold, measured from their journals: `old`'s
+/// head (its best-informed node's) is looked up in `new`'s best-informed node, read after it.
+/// The same hash at the same seq proves, by the hash chain, that `new` holds every record of
+/// `old`; otherwise both journals are read and `old`'s records past what they share counted.
+pub async fn records_missing(sites: &Sites, old: &str, new: &str) -> Result<u64, DrError> {
+    let (old_endpoint, old_status) = sites.best_node(old).await?;
+    let old_head = head_of(&old_status);
+    if old_head.seq == 0 {
+        return Ok(0);
+    }
+    let (new_endpoint, _) = sites.best_node(new).await?;
+    let at_head = collect_records(sites.node_client(&new_endpoint)?, old_head.seq, 1).await?;
+    if at_head.first().is_some_and(|r| r.seq == old_head.seq && r.hash.0.as_slice() == old_head.hash.as_slice()) {
+        return Ok(0);
+    }
+    let old_records = collect_records(sites.node_client(&old_endpoint)?, 1, 0).await?;
+    let new_records = collect_records(sites.node_client(&new_endpoint)?, 1, 0).await?;
+    let missing = reconcile::records_missing(&old_records, &new_records);
+    tracing::warn!(old, new, missing, "records of the old active site are missing from the new one");
+    Ok(missing)
 }
 
 /// Failback of `old` (the site that lost a failover) under `active`: fence, export what
@@ -578,47 +458,32 @@ pub async fn failback(
     //    active site's promotion.
     let old_records = read_records(sites, old, 1).await?;
     let active_records = read_records(sites, active, 1).await?;
-    let shared = old_records.iter().zip(&active_records).take_while(|(a, b)| a.hash == b.hash).count() as u64;
-    let branch_seq = shared.min(active_site.epoch_changed_at_seq.saturating_sub(1)).min(shared);
-    let lost: Vec<&JournalRecord> = old_records.iter().filter(|r| r.seq > branch_seq).collect();
-    let on_active = applied_transfer_ids(&active_records);
-    let mut rows: Vec<ReconciliationRow> = lost.iter().flat_map(|r| rows_of(r)).collect();
-    for row in &mut rows {
-        let applied_here = row.result == "ok";
-        row.status = match (row.command.as_str(), applied_here, on_active.contains(row.id.as_str())) {
-            ("create_transfers", true, true) => "present_on_active_site",
-            ("create_transfers", true, false) => "lost",
-            ("create_transfers", false, _) => "not_applied",
-            (_, true, _) => "lost",
-            _ => "not_applied",
-        }
-        .into();
-    }
-    let lost_transfers_applied =
-        rows.iter().filter(|r| r.command == "create_transfers" && r.status == "lost").count() as u64;
-    let resubmitted_transfers =
-        rows.iter().filter(|r| r.command == "create_transfers" && r.status == "present_on_active_site").count() as u64;
-    steps.done("branch", format!("sites share seq 1..={branch_seq}; {} records of {old} after it", lost.len()));
+    let reconciliation = reconcile::reconcile(&old_records, &active_records, active_site.epoch_changed_at_seq);
+    let branch_seq = reconciliation.branch_seq;
+    steps.done(
+        "branch",
+        format!("sites share seq 1..={branch_seq}; {} records of {old} after it", reconciliation.lost_records),
+    );
 
     let mut report = FailbackReport {
         old_site: old.into(),
         active_site: active.into(),
         epoch,
         branch_seq,
-        lost_records: lost.len() as u64,
-        lost_transfers_applied,
-        resubmitted_transfers,
+        lost_records: reconciliation.lost_records,
+        lost_transfers_applied: reconciliation.lost_transfers_applied,
+        resubmitted_transfers: reconciliation.resubmitted_transfers,
         json_report: String::new(),
         csv_report: String::new(),
         total_ms: 0,
         steps: Vec::new(),
-        rows,
+        rows: reconciliation.rows,
     };
-    let (json, csv) = write_report(report_dir, &report)?;
+    let (json, csv) = reconcile::write_report(report_dir, &report, &report.rows)?;
     report.json_report = json.display().to_string();
     report.csv_report = csv.display().to_string();
     // Rewrite with the paths filled in.
-    write_report(report_dir, &report)?;
+    reconcile::write_report(report_dir, &report, &report.rows)?;
     steps.done("export", format!("reconciliation report in {}", report_dir.display()));
 
     // 3. Resync the old site as a standby of the active one.
@@ -642,6 +507,6 @@ pub async fn failback(
     steps.done("reship", format!("{old} holds seq {target}"));
     report.total_ms = steps.total_ms();
     report.steps = steps.steps;
-    write_report(report_dir, &report)?;
+    reconcile::write_report(report_dir, &report, &report.rows)?;
     Ok(report)
 }

@@ -6,5 +6,6 @@ pub mod cli;
 pub mod dr;
 pub mod launcher;
 pub mod process;
+pub mod reconcile;
 pub mod status;
 pub mod topology;

@@ -4,6 +4,7 @@
 //! with reconciliation, a DR leader killed while shipping, fencing of a partitioned primary,
 //! and the RPO guardrail (alarm, throttle).
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::time::Duration;
 use std::time::Instant;
@@ -14,10 +15,12 @@ use ledger_chaos::workload::WorkloadConfig;
 use ledger_chaos::workload::wall_ms;
 use ledger_client::ClientConfig;
 use ledger_client::LedgerClient;
+use ledger_client::audit::decode_record;
 use ledger_client::proto as pb;
 use ledger_cluster::dr;
 use ledger_cluster::launcher::LocalCluster;
 use ledger_cluster::launcher::NodeKey;
+use ledger_core::journal::JournalRecord;
 use ledger_tests::*;
 
 fn accounts(n: usize) -> Vec<String> {
@@ -138,6 +141,42 @@ async fn client_rotating_into_the_standby_finds_the_active_site() {
     eprintln!("written after {} ms", started.elapsed().as_millis());
 }
 
+/// The whole journal of one node.
+async fn journal_of(test: &TestCluster, key: &NodeKey) -> Vec<JournalRecord> {
+    let mut stream = test.node_client(key).read_journal(1, 0, false).await.expect("read journal");
+    let mut records = Vec::new();
+    while let Some(record) = stream.message().await.expect("journal record") {
+        records.push(decode_record(records.len() as u64, &record).expect("decodable record"));
+    }
+    records
+}
+
+/// Records of site `old` that site `new` lacks, computed here: each node of `old` (read
+/// first) against the longest journal among `new`'s nodes (read after, so it holds anything
+/// `old` shipped from `new`): the records past the prefix they share (same hash at the same
+/// seq), the most of any node of `old`.
+async fn records_missing(test: &TestCluster, old: &str, new: &str) -> u64 {
+    let mut old_journals = Vec::new();
+    for key in site_keys(test, old) {
+        old_journals.push(journal_of(test, &key).await);
+    }
+    let mut longest = Vec::new();
+    for key in site_keys(test, new) {
+        let journal = journal_of(test, &key).await;
+        if journal.len() > longest.len() {
+            longest = journal;
+        }
+    }
+    old_journals
+        .iter()
+        .map(|journal| {
+            let shared = journal.iter().zip(&longest).take_while(|(a, b)| a.hash == b.hash).count();
+            (journal.len() - shared) as u64
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Goal: planned switchover under load loses no acknowledged transfer; the old primary
 /// becomes the standby of the new active site; writes continue there (the client follows the
 /// active site on its own); a second switchover brings everything back.
@@ -160,6 +199,7 @@ async fn switchover_under_load_and_back() {
     let switched_at = wall_ms();
     eprintln!("switchover primary -> dr: {} ms {:?}", first.total_ms, first.steps);
     assert_eq!(first.records_lost, 0);
+    assert_eq!(first.records_lost, records_missing(&test, "primary", "dr").await, "records_lost is measured");
     let primary = status_of(&test, "primary").await.site.unwrap();
     let dr_site = status_of(&test, "dr").await.site.unwrap();
     assert_eq!((primary.role.as_str(), primary.active_site.as_str()), ("standby", "dr"));
@@ -304,6 +344,22 @@ async fn primary_site_loss_promote_force_then_failback() {
     };
     let verdicts = ledger_chaos::invariants::check_all(&input);
     assert!(verdicts.iter().all(|v| v.passed), "{verdicts:#?}");
+
+    // The RPO, as every drill measures it (acknowledged transfers missing from the active
+    // site's final journal), equals what the reconciliation report says was lost.
+    let reference = views.iter().max_by_key(|v| v.journal.len()).expect("an active node");
+    let rpo = ledger_chaos::rpo::measure(&history, &ledger_chaos::rpo::applied_transfer_ids(&reference.journal));
+    let mut lost_acked: BTreeMap<&str, u64> = BTreeMap::new();
+    for ack in history.ok().filter(|a| lost.contains(&a.id)) {
+        let first = lost_acked.entry(ack.id.as_str()).or_insert(ack.acked_at_ms);
+        *first = (*first).min(ack.acked_at_ms);
+    }
+    let span_ms = match (lost_acked.values().min(), lost_acked.values().max()) {
+        (Some(first), Some(last)) => last - first + 1,
+        _ => 0,
+    };
+    eprintln!("RPO: {} acknowledged transfers lost over {} ms", rpo.lost_transfers, rpo.span_ms);
+    assert_eq!((rpo.lost_transfers, rpo.span_ms), (lost_acked.len(), span_ms), "{rpo:?}");
 }
 
 /// Goal: the DR site's leader is killed while it ships; a new DR leader resumes from its own

@@ -1,15 +1,12 @@
 //! No acknowledged transfer is lost: every transfer the workload saw acknowledged as applied
 //! is applied in the active site's journal, except those lost inside the RPO window of a site
-//! failover, which must each appear in the reconciliation report. Source: DESIGN.md "Faults
-//! we inject" (the checker's first duty); Jepsen's "acknowledged writes survive".
-
-use std::collections::BTreeSet;
-
-use ledger_core::command::Command;
-use ledger_core::command::Outcome;
+//! failover, which must each appear in the reconciliation report. Source: ARCHITECTURE.md
+//! "Architecture invariants" (an acknowledged transfer is on disk on a quorum) and
+//! docs/operations.md "Drills"; Jepsen's "acknowledged writes survive".
 
 use super::CheckInput;
 use super::Verdict;
+use crate::rpo::applied_transfer_ids;
 
 const NAME: &str = "every acknowledged transfer is present";
 
@@ -17,18 +14,9 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
     let Some(reference) = input.active.iter().max_by_key(|v| v.journal.len()) else {
         return Verdict::fail(NAME, "no active node");
     };
-    // Ids applied (fresh or replayed Ok) according to the journal.
-    let mut applied = BTreeSet::new();
-    for record in &reference.journal {
-        if let (Command::CreateTransfers { transfers, .. }, Outcome::Items(items)) = (&record.command, &record.outcome)
-        {
-            for (t, r) in transfers.iter().zip(items) {
-                if r.code.is_ok() {
-                    applied.insert(t.id.0.as_str());
-                }
-            }
-        }
-    }
+    // Ids applied (fresh or replayed Ok) according to the journal: the same "present" as the
+    // RPO measurement.
+    let applied = applied_transfer_ids(&reference.journal);
     let mut missing = Vec::new();
     let mut excused = 0;
     let mut checked = 0;

@@ -2,7 +2,8 @@
 //! standby, either site) hold different records at the same seq: of any two journals, the
 //! shorter is a prefix of the longer. (Callers wait for equal heads first; views read a moment
 //! apart may still differ in length if the active site appended, e.g. a pending expiry.)
-//! Source: DESIGN.md "The journal" and "Async DR" (the DR ledger is always a prefix).
+//! Source: docs/journal.md and ARCHITECTURE.md "Sites, epochs and the two logs" (the DR
+//! ledger is always a prefix).
 
 use ledger_core::journal::JournalHead;
 use ledger_core::journal::verify_chain;

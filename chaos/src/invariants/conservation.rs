@@ -1,6 +1,6 @@
 //! Money is conserved: per currency, the sum of all debits equals the sum of all credits,
-//! posted and pending, on every node. Source: double-entry bookkeeping; DESIGN.md
-//! "Invariants".
+//! posted and pending, on every node. Source: double-entry bookkeeping;
+//! `ledger_core::invariant::check_conservation`.
 
 use std::collections::BTreeMap;
 

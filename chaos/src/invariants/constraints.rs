@@ -1,7 +1,7 @@
 //! No balance constraint is violated: an account with `debits_must_not_exceed_credits` never
 //! has debits (posted + pending) above credits plus its overdraft limit; one with
 //! `credits_must_not_exceed_debits` never has credits above debits. Source: the account flags
-//! of TigerBeetle's `state_machine.zig`; DESIGN.md "Invariants".
+//! of TigerBeetle's `state_machine.zig`; `ledger_core::invariant`.
 
 use super::CheckInput;
 use super::Verdict;

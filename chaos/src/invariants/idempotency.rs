@@ -1,6 +1,7 @@
 //! Every transfer is applied at most once: no id is applied fresh by two journal records, and
 //! an acknowledged retry answered "replayed" never changed a balance (the replay check covers
-//! balances). Source: DESIGN.md "Idempotency"; TigerBeetle's exactly-once transfer ids.
+//! balances). Source: ARCHITECTURE.md "Decisions" (transfer ids are idempotency keys);
+//! TigerBeetle's exactly-once transfer ids.
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Balances equal an independent replay of the journal: an auditor folds each record's
 //! command and recorded outcome (without the ledger's rules) and must reach every node's
-//! balances. Source: DESIGN.md "Auditors ... verifiable offline"; TigerBeetle's VOPR checks
+//! balances. Source: docs/security.md (audit: the journal verifies offline); TigerBeetle's VOPR checks
 //! replicas against a reference model.
 
 use ledger_client::audit::replay::Replay;
