@@ -151,6 +151,7 @@ pub async fn run(
 
     let message_max = config.limits.grpc_message_bytes_max;
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    crate::api::health::init(&health_reporter).await;
     let health = tokio::spawn(crate::api::health::follow(health_reporter, replica.clone(), monitor.clone()));
     let (reflection, reflection_v1alpha) =
         crate::api::health::reflection().map_err(|e| NodeError::Serve { what: "reflection", detail: e.to_string() })?;

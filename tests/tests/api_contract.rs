@@ -323,7 +323,8 @@ use list_services;
 /// Goal (issue 9, defect 6): the API answers an atomic batch with a malformed item exactly as
 /// the ledger's own rule does (`ledger::atomic_refused_up_front`): the malformed item its code,
 /// every other item linked_event_failed, even an id that exists, and nothing is proposed.
-/// Method: post a transfer, then send an atomic batch that repeats it next to a malformed item.
+/// Method: post a transfer, then send atomic batches that repeat it next to a malformed item,
+/// and next to a repeated id; the journal head must not move.
 #[tokio::test(flavor = "multi_thread")]
 async fn atomic_batch_with_a_malformed_item_follows_the_ledgers_rule() {
     let test = TestCluster::start(node_bin!(), Spec::single_site(3)).await;
@@ -343,5 +344,14 @@ async fn atomic_batch_with_a_malformed_item_follows_the_ledgers_rule() {
     assert_eq!(codes(&r.results), rule_names);
     assert_eq!(codes(&r.results), ["linked_event_failed", "amount_not_positive", "linked_event_failed"]);
     assert!(r.results.iter().all(|i| !i.replayed));
+    assert_eq!(c.journal_head().await.unwrap(), head, "nothing was proposed");
+    // An id repeated in the batch is a stateless failure too, caught before proposing.
+    let batch = vec![
+        transfer("x1", "x-bank", "x-shop", "1.00"),
+        transfer("x4", "x-bank", "x-shop", "1.00"),
+        transfer("x4", "x-bank", "x-shop", "1.00"),
+    ];
+    let r = c.create_transfers(batch, true).await.unwrap();
+    assert_eq!(codes(&r.results), ["linked_event_failed", "linked_event_failed", "id_duplicate_in_batch"]);
     assert_eq!(c.journal_head().await.unwrap(), head, "nothing was proposed");
 }

@@ -356,13 +356,22 @@ async fn history_journal_status_health_metrics() {
         .connect()
         .await
         .unwrap();
-    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let answer = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "ledger.v1.Ledger".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(answer.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    // Health follows the node every 250 ms: poll until the leader says it takes writes.
+    let health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    LocalCluster::poll("the leader's health says it takes writes", DEADLINE, || {
+        let mut health = health.clone();
+        async move {
+            let answer = health
+                .check(tonic_health::pb::HealthCheckRequest { service: "ledger.v1.Ledger".into() })
+                .await
+                .ok()?
+                .into_inner();
+            (answer.status == serving).then_some(())
+        }
+    })
+    .await
+    .unwrap();
 
     // Prometheus metrics over plain HTTP.
     let body = tokio::task::spawn_blocking(move || {

@@ -60,11 +60,18 @@ pub fn write_readiness(replica: &Replica, monitor: &DrMonitor) -> Result<(), Str
     Ok(())
 }
 
-/// Keeps the health statuses in step with the node, every `REFRESH_MS`, until aborted.
-pub async fn follow(reporter: HealthReporter, replica: Arc<Replica>, monitor: Arc<DrMonitor>) {
+/// Sets every name before the port serves: a probe never gets NOT_FOUND for a documented
+/// name. Writes start NOT_SERVING until [`follow`] has looked at the node.
+pub async fn init(reporter: &HealthReporter) {
     for name in ALWAYS_SERVING {
         reporter.set_service_status(*name, ServingStatus::Serving).await;
     }
+    reporter.set_service_status(LEDGER_SERVICE, ServingStatus::NotServing).await;
+    reporter.set_service_status(SHIPPING_SERVICE, ServingStatus::NotServing).await;
+}
+
+/// Keeps the health statuses in step with the node, every `REFRESH_MS`, until aborted.
+pub async fn follow(reporter: HealthReporter, replica: Arc<Replica>, monitor: Arc<DrMonitor>) {
     let mut tick = tokio::time::interval(Duration::from_millis(REFRESH_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -85,9 +92,14 @@ pub async fn follow(reporter: HealthReporter, replica: Arc<Replica>, monitor: Ar
 }
 
 fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    // Both reflection versions describe both (each lists the other), so register their
+    // descriptors ourselves rather than let each builder add only its own.
     let mut builder = tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
         .register_encoded_file_descriptor_set(ledger_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET);
     for name in REFLECTED {
         builder = builder.with_service_name(*name);
     }

@@ -273,11 +273,17 @@ impl Ledger for LedgerService {
         check_batch_len(request.transfers.len(), "transfers")?;
         self.check_writable()?;
         let ids = request.transfers.iter().map(|t| t.id.clone()).collect();
+        // Every stateless check the ledger makes, an id repeated in the batch included, so that
+        // no request with a stateless failure reaches the ledger as an atomic batch.
+        let mut seen = std::collections::BTreeSet::new();
         let batch = WriteBatch::prepare(
             ids,
             request.transfers.iter().map(|t| {
                 let new = convert::new_transfer(t)?;
                 ledger::validate_transfer(&new)?;
+                if !seen.insert(new.id.clone()) {
+                    return Err(ResultCode::IdDuplicateInBatch);
+                }
                 Ok(new)
             }),
         );

@@ -297,12 +297,17 @@ impl SledStateMachine {
     /// Drops the trees of retired generations that no reader holds any more. A retired
     /// generation is never current again, so once only `retired` holds it nobody can pin it.
     fn reap_retired(&mut self) -> Result<(), StoreError> {
-        let (free, held): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.retired).into_iter().partition(|g| Arc::strong_count(g) == 1);
-        self.retired = held;
-        for generation in free {
-            assert_ne!(generation.generation, self.current.read().expect("lock is never poisoned").generation);
-            self.db.drop_tree(&tree_name(generation.generation))?;
+        let current = self.current.read().expect("lock is never poisoned").generation;
+        for retired in std::mem::take(&mut self.retired) {
+            // `try_unwrap` succeeds only for the last holder, and synchronizes with every other
+            // holder's drop (so their reads of the tree happened before we drop it).
+            match Arc::try_unwrap(retired) {
+                Ok(generation) => {
+                    assert_ne!(generation.generation, current);
+                    self.db.drop_tree(&tree_name(generation.generation))?;
+                }
+                Err(held) => self.retired.push(held),
+            }
         }
         Ok(())
     }
