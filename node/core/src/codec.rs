@@ -42,6 +42,65 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     postcard::from_bytes(body).map_err(|e| CodecError::Malformed(e.to_string()))
 }
 
+/// Feeds exactly the bytes of [`encode`]`(value)` to `sink`, in order, without building them:
+/// the journal hashes records this way, with no allocation (a 60 KiB entry's records used to
+/// be encoded into growing `Vec`s only to be hashed and dropped).
+pub fn encode_to<T: Serialize + ?Sized>(value: &T, sink: &mut dyn FnMut(&[u8])) {
+    sink(&[FORMAT_VERSION]);
+    let flavor = ChunkFlavor { sink, buf: [0; CHUNK_BYTES], len: 0 };
+    postcard::serialize_with_flavor(value, flavor).expect("postcard encoding into a sink cannot fail");
+}
+
+/// Bytes [`encode_to`] gathers before handing them to its sink.
+const CHUNK_BYTES: usize = 1024;
+
+/// A postcard flavor that hands the encoding to a sink in chunks of up to `CHUNK_BYTES`.
+struct ChunkFlavor<'a> {
+    sink: &'a mut dyn FnMut(&[u8]),
+    buf: [u8; CHUNK_BYTES],
+    len: usize,
+}
+
+impl ChunkFlavor<'_> {
+    fn drain(&mut self) {
+        if self.len > 0 {
+            (self.sink)(&self.buf[..self.len]);
+            self.len = 0;
+        }
+    }
+}
+
+impl postcard::ser_flavors::Flavor for ChunkFlavor<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        if self.len == CHUNK_BYTES {
+            self.drain();
+        }
+        self.buf[self.len] = byte;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        if self.len + bytes.len() > CHUNK_BYTES {
+            self.drain();
+        }
+        if bytes.len() >= CHUNK_BYTES {
+            (self.sink)(bytes);
+        } else {
+            self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+        Ok(())
+    }
+
+    fn finalize(mut self) -> postcard::Result<()> {
+        self.drain();
+        Ok(())
+    }
+}
+
 /// Encoded length without keeping the bytes.
 pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
     1 + postcard::experimental::serialized_size(value).expect("postcard sizing cannot fail")
@@ -97,6 +156,23 @@ pub mod decimal {
 
 #[cfg(test)]
 mod tests {
+    /// Goal: `encode_to` hands out exactly the bytes of `encode`, for values smaller and larger
+    /// than its chunk, with strings longer than a chunk.
+    #[test]
+    fn encode_to_feeds_exactly_the_encoded_bytes() {
+        let values: Vec<Vec<String>> = vec![
+            vec![],
+            vec!["a".into()],
+            (0..500).map(|i| format!("item-{i}")).collect(),
+            vec!["x".repeat(5000), "y".into(), "z".repeat(1023)],
+        ];
+        for value in values {
+            let mut fed = Vec::new();
+            super::encode_to(&value, &mut |chunk| fed.extend_from_slice(chunk));
+            assert_eq!(fed, super::encode(&value));
+        }
+    }
+
     use std::str::FromStr;
 
     use rust_decimal::Decimal;

@@ -109,7 +109,7 @@ impl JournalRecord {
         };
         let mut hasher = Sha256::new();
         hasher.update(self.prev_hash.0);
-        hasher.update(codec::encode(&body));
+        codec::encode_to(&body, &mut |chunk| hasher.update(chunk));
         Hash(hasher.finalize().into())
     }
 
@@ -259,7 +259,7 @@ impl SiteLogEntry {
         let mut hasher = Sha256::new();
         hasher.update(b"site-log");
         hasher.update(self.prev_hash.0);
-        hasher.update(codec::encode(&body));
+        codec::encode_to(&body, &mut |chunk| hasher.update(chunk));
         Hash(hasher.finalize().into())
     }
 
