@@ -34,17 +34,30 @@ pub type NodeKey = (String, u64);
 /// A free loopback port for a node to listen on, below the kernel's ephemeral range (32768+
 /// on Linux): a node restarted on the same port must not find it taken by some outgoing
 /// connection's ephemeral port in the meantime, which a port picked by binding port 0 can be.
+///
+/// The ports of one process never repeat (until `SPAN` of them were handed out): the start is
+/// drawn once per process and the stride is prime to `SPAN`, so the sequence is a permutation.
+/// (Drawing a fresh start on every call handed the same port to two nodes of one cluster now
+/// and then: a drill's node failed with "Address already in use".)
 pub fn node_port() -> u16 {
+    use std::sync::OnceLock;
     use std::sync::atomic::AtomicU64;
     use std::sync::atomic::Ordering;
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static SEED: OnceLock<u64> = OnceLock::new();
     const LOW: u64 = 10_000;
     const SPAN: u64 = 22_000;
-    let seed = u64::from(std::process::id()) * 7919
-        + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64);
+    const STRIDE: u64 = 104_729;
+    // SPAN = 2^4 * 5^3 * 11; STRIDE is prime and none of those.
+    const _: () = assert!(!STRIDE.is_multiple_of(2) && !STRIDE.is_multiple_of(5) && !STRIDE.is_multiple_of(11));
+    const _: () = assert!(SPAN == 16 * 125 * 11);
+    let seed = *SEED.get_or_init(|| {
+        u64::from(std::process::id()) * 7919
+            + std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() as u64)
+    });
     loop {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = (LOW + (seed + n * 104_729) % SPAN) as u16;
+        let port = (LOW + (seed + n * STRIDE) % SPAN) as u16;
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
@@ -465,5 +478,18 @@ impl Drop for LocalCluster {
     fn drop(&mut self) {
         // Dropping the handles kills any process still running (see `NodeProcess::drop`).
         self.procs.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Goal: the ports one process hands out never repeat, so no two nodes (or a node and its
+    /// metrics listener) of one cluster share one. Method: take 3,000 and count them.
+    #[test]
+    fn node_ports_never_repeat_in_a_process() {
+        let ports: Vec<u16> = (0..3_000).map(|_| super::node_port()).collect();
+        let distinct: std::collections::BTreeSet<u16> = ports.iter().copied().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(ports.iter().all(|p| (10_000..32_000).contains(p)), "below the ephemeral range");
     }
 }
