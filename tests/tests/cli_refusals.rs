@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use ledger_tests::CliRun;
 use ledger_tests::DEADLINE;
-use ledger_tests::SiteShape;
 use ledger_tests::Spec;
 use ledger_tests::TestCluster;
 use ledger_tests::node_bin;
@@ -59,14 +58,7 @@ fn json_of(what: &str, run: &CliRun) -> serde_json::Value {
 
 /// An active primary and a standby DR site of three nodes each, no fault proxies.
 fn primary_and_dr() -> Spec {
-    Spec {
-        sites: vec![
-            SiteShape { name: "primary", role: "active", nodes: 3 },
-            SiteShape { name: "dr", role: "standby", nodes: 3 },
-        ],
-        tweak: None,
-        proxied_sites: false,
-    }
+    Spec { proxied_sites: false, ..Spec::primary_and_dr() }
 }
 
 /// Goal: "refusals: a wrong role ends every command at once, naming the role it needs".
