@@ -11,8 +11,36 @@ use std::sync::OnceLock;
 /// Panics inside the leader's ledger timer task at its first tick (fail-stop test).
 pub const LEDGER_TIMER_PANIC: &str = "ledger-timer-panic";
 
+/// Crash points of the checkpoint protocol (store/checkpoint.rs): the process aborts, as a
+/// power cut would stop it, just before that step of the first checkpoint it writes.
+pub const CHECKPOINT_CRASH_BEFORE_WRITE_TMP: &str = "checkpoint-crash-before-write-tmp";
+pub const CHECKPOINT_CRASH_BEFORE_SYNC_TMP: &str = "checkpoint-crash-before-sync-tmp";
+pub const CHECKPOINT_CRASH_BEFORE_RENAME: &str = "checkpoint-crash-before-rename";
+pub const CHECKPOINT_CRASH_BEFORE_SYNC_DIR: &str = "checkpoint-crash-before-sync-dir";
+/// Crash points of a snapshot install: after the new generation's segments are written and
+/// synced but before its checkpoint exists; and after the new generation is durable but
+/// before the old one is removed.
+pub const SNAPSHOT_INSTALL_CRASH_BEFORE_CHECKPOINT: &str = "snapshot-install-crash-before-checkpoint";
+pub const SNAPSHOT_INSTALL_CRASH_AFTER_CHECKPOINT: &str = "snapshot-install-crash-after-checkpoint";
+
+/// The checkpoint protocol's crash points, in the order of its steps.
+pub const CHECKPOINT_CRASHES: &[&str] = &[
+    CHECKPOINT_CRASH_BEFORE_WRITE_TMP,
+    CHECKPOINT_CRASH_BEFORE_SYNC_TMP,
+    CHECKPOINT_CRASH_BEFORE_RENAME,
+    CHECKPOINT_CRASH_BEFORE_SYNC_DIR,
+];
+
 /// Every failpoint the node knows.
-pub const ALL: &[&str] = &[LEDGER_TIMER_PANIC];
+pub const ALL: &[&str] = &[
+    LEDGER_TIMER_PANIC,
+    CHECKPOINT_CRASH_BEFORE_WRITE_TMP,
+    CHECKPOINT_CRASH_BEFORE_SYNC_TMP,
+    CHECKPOINT_CRASH_BEFORE_RENAME,
+    CHECKPOINT_CRASH_BEFORE_SYNC_DIR,
+    SNAPSHOT_INSTALL_CRASH_BEFORE_CHECKPOINT,
+    SNAPSHOT_INSTALL_CRASH_AFTER_CHECKPOINT,
+];
 
 static ARMED: OnceLock<BTreeSet<String>> = OnceLock::new();
 
@@ -23,6 +51,16 @@ pub fn arm(names: &[String]) {
     assert!(set.iter().all(|name| ALL.contains(&name.as_str())), "unknown failpoint in {set:?}");
     let armed = ARMED.get_or_init(|| set.clone());
     assert_eq!(*armed, set, "failpoints are armed once per process");
+}
+
+/// Aborts the process if `name` is armed: the crash a test asked for, at this exact step.
+/// Logged first so the test can tell this crash from any other.
+pub fn crash_if_armed(name: &str) {
+    if armed(name) {
+        tracing::error!(failpoint = name, "failpoint: crashing the process here");
+        eprintln!("failpoint {name}: aborting");
+        std::process::abort();
+    }
 }
 
 /// Whether `name` is armed.

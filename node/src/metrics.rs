@@ -5,7 +5,9 @@
 //! `raft_last_log_index`, `raft_commit_index`, `raft_applied_index`, `raft_snapshot_index`,
 //! `raft_millis_since_quorum_ack`, `journal_seq`, `ledger_time_ms`,
 //! `request_duration_seconds{rpc}` (histogram), `transfer_results_total{code}`,
-//! `batch_commands` (histogram of commands per Raft entry), and the DR metrics of `dr/`.
+//! `batch_commands` (histogram of commands per Raft entry), `state_transfers_indexed`,
+//! `state_accounts`, `state_history_rows_indexed`, `resident_bytes`, and the DR metrics of
+//! `dr/`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +52,20 @@ pub fn spawn_refresh(replica: Arc<Replica>) -> tokio::task::JoinHandle<()> {
             let head = replica.reader.journal_head();
             metrics::gauge!("ledger_journal_seq").set(head.seq as f64);
             metrics::gauge!("ledger_ledger_time_ms").set(head.ledger_time_ms as f64);
+            let (transfers, accounts, history_rows) = replica.reader.sizes();
+            metrics::gauge!("ledger_state_transfers_indexed").set(transfers as f64);
+            metrics::gauge!("ledger_state_accounts").set(accounts as f64);
+            metrics::gauge!("ledger_state_history_rows_indexed").set(history_rows as f64);
+            metrics::gauge!("ledger_resident_bytes").set(resident_bytes() as f64);
         }
     })
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (0 where there is none).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096
 }
 
 /// Serves `GET /metrics` until `shutdown` resolves.

@@ -42,6 +42,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     postcard::from_bytes(body).map_err(|e| CodecError::Malformed(e.to_string()))
 }
 
+/// Decodes only the first value of an [`encode`]d record (postcard lays fields out in order,
+/// so the first field of the first field is at the front): the id of a stored transfer,
+/// without decoding the transfer.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (version, body) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if *version != FORMAT_VERSION {
+        return Err(CodecError::UnknownVersion(*version));
+    }
+    postcard::take_from_bytes(body).map(|(value, _)| value).map_err(|e| CodecError::Malformed(e.to_string()))
+}
+
 /// Feeds exactly the bytes of [`encode`]`(value)` to `sink`, in order, without building them:
 /// the journal hashes records this way, with no allocation (a 60 KiB entry's records used to
 /// be encoded into growing `Vec`s only to be hashed and dropped).

@@ -122,6 +122,8 @@ impl Cluster for ClusterService {
         };
         let leader_client_addr =
             m.current_leader.and_then(|id| self.replica.member_of(id)).map(|l| l.client_addr).unwrap_or_default();
+        let startup = self.replica.reader.startup();
+        let (transfers_indexed, accounts, history_rows) = self.replica.reader.sizes();
         Ok(Response::new(pb::NodeStatus {
             node_id: self.replica.id,
             zone: self.replica.member.zone.clone(),
@@ -143,6 +145,13 @@ impl Cluster for ClusterService {
             uptime_ms: self.replica.started.elapsed().as_millis() as u64,
             version: self.version.into(),
             data_dir_bytes: self.replica.reader.size_on_disk(),
+            checkpoint_index_at_start: startup.checkpoint_index,
+            committed_index_at_start: startup.committed_at_start,
+            entries_reapplied_at_start: startup.reapplied.load(std::sync::atomic::Ordering::Relaxed),
+            transfers_indexed: transfers_indexed as u64,
+            accounts: accounts as u64,
+            history_rows_indexed: history_rows as u64,
+            resident_bytes: crate::metrics::resident_bytes(),
         }))
     }
 

@@ -1,6 +1,5 @@
 //! Checkpoint files: the in-memory state written whole, atomically, named by the Raft index it
-//! holds (`<last_applied>.ckpt`). The building block of docs/storage-design.md; not wired
-//! into the state machine yet (issue 10 builds that on it).
+//! holds (`<last_applied>.ckpt`), as docs/storage-design.md describes.
 //!
 //! Written as `.tmp`, fsynced, renamed, and the directory fsynced. A crash at any step leaves
 //! the previous checkpoint current and loadable: `load_newest` takes the newest file whose
@@ -121,6 +120,31 @@ pub fn load_newest(dir: &Path) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
         }
     }
     Ok(None)
+}
+
+/// The checkpoint `index`, if its frame verifies.
+pub fn load(dir: &Path, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+    let path = path_of(dir, index);
+    let frame = match std::fs::read(&path) {
+        Ok(frame) => frame,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    Ok(verify(&frame).map(<[u8]>::to_vec))
+}
+
+/// The path checkpoint `index` has in `dir`.
+pub fn path(dir: &Path, index: u64) -> PathBuf {
+    path_of(dir, index)
+}
+
+/// Removes every checkpoint but the newest `keep` (the previous one stays until the next is
+/// durable: a checkpoint that later fails to verify still has a predecessor).
+pub fn prune_keeping(dir: &Path, keep: usize) -> Result<(), StoreError> {
+    match indexes(dir)?.get(keep.saturating_sub(1)) {
+        Some(oldest_kept) => prune(dir, *oldest_kept),
+        None => Ok(()),
+    }
 }
 
 /// Removes every checkpoint older than `keep_from` (the newest durable ones stay).

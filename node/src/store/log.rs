@@ -5,8 +5,8 @@
 //!   [`SledDb::sync`] returned: an entry openraft counts toward a quorum is on disk.
 //! - `save_vote` returns only once the vote is on disk (a lost vote allows a double vote).
 //! - `save_committed` is not synced: it only lets a restarting node re-apply sooner.
-//! - `purge` first syncs the whole database (so the state machine's `last_applied`, which is
-//!   above the purge point, is durable), then records `last_purged`, then deletes.
+//! - `purge` never goes past the state machine's last durable checkpoint (asserted), records
+//!   `last_purged` durably, then deletes.
 //!
 //! Each entry is stored as `crc32 || encoded entry`; a mismatch on read is reported as
 //! corruption instead of being decoded.
@@ -34,7 +34,6 @@ use openraft::storage::RaftLogStorage;
 
 use super::SledDb;
 use super::StoreError;
-use super::keys;
 use crate::raft::types::Entry;
 use crate::raft::types::LogId;
 use crate::raft::types::StorageError;
@@ -44,6 +43,19 @@ use crate::raft::types::Vote;
 const VOTE: &[u8] = b"vote";
 const COMMITTED: &[u8] = b"committed";
 const LAST_PURGED: &[u8] = b"last_purged";
+
+/// Longest a purge waits for the state machine's checkpoint to reach it (a snapshot install
+/// of a large state on a slow disk).
+const PURGE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Raft log keys: the index, big-endian, so byte order is index order.
+fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn parse_log_key(key: &[u8]) -> u64 {
+    u64::from_be_bytes(key.try_into().expect("raft log keys are 8 bytes"))
+}
 
 /// Recent entries kept in memory for replication reads.
 const LOG_CACHE_ENTRIES: usize = 1024;
@@ -61,6 +73,8 @@ pub struct SledLogStore {
     committed_index: Arc<AtomicU64>,
     /// The most recent entries, contiguous, by index.
     cache: Arc<Mutex<BTreeMap<u64, Entry>>>,
+    /// The state machine's newest durable checkpoint index: `purge` never goes past it.
+    purge_ceiling: Arc<AtomicU64>,
 }
 
 fn read_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
@@ -97,12 +111,53 @@ pub(crate) fn decode_entry(index: u64, value: &[u8]) -> Result<Entry, StoreError
 }
 
 impl SledLogStore {
-    pub fn new(db: SledDb) -> Result<Self, StoreError> {
+    /// `purge_ceiling` is the index of the state machine's newest durable checkpoint: the log
+    /// is never purged past it.
+    pub fn new(db: SledDb, purge_ceiling: Arc<AtomicU64>) -> Result<Self, StoreError> {
         let log = db.tree("raft_log")?;
         let meta = db.tree("raft_meta")?;
         let committed: Option<LogId> = read_meta::<Option<LogId>>(&meta, COMMITTED)?.flatten();
         let committed_index = Arc::new(AtomicU64::new(committed.map_or(0, |c| c.index)));
-        Ok(SledLogStore { db, log, meta, committed_index, cache: Arc::new(Mutex::new(BTreeMap::new())) })
+        Ok(SledLogStore { db, log, meta, committed_index, cache: Arc::new(Mutex::new(BTreeMap::new())), purge_ceiling })
+    }
+
+    /// `purge`, waiting at most `wait` for the checkpoint to reach `log_id` (see there).
+    pub(crate) async fn purge_within(&mut self, log_id: LogId, wait: std::time::Duration) -> Result<(), StorageError> {
+        // The log is never purged past the last durable checkpoint: the entries above it are
+        // what rebuilds the state after a crash, and a `last_purged` past it would leave a
+        // restarted node with neither. openraft purges only below its newest snapshot, and a
+        // snapshot is reported built only once its checkpoint is durable; but on a follower it
+        // orders the purge for an installed snapshot at the same time as the install, which
+        // runs on the state machine's task. So a purge past the ceiling waits for the
+        // install's checkpoint (bounded; then fail-stop).
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            let ceiling = self.purge_ceiling.load(Ordering::Acquire);
+            if log_id.index <= ceiling {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "purge to {} past the last durable checkpoint {ceiling} (waited {wait:?})",
+                log_id.index
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.meta.insert(LAST_PURGED, codec::encode(&log_id)).map_err(write_err)?;
+        self.db.sync().await.map_err(write_err)?;
+        self.cache.lock().expect("lock is never poisoned").retain(|index, _| *index > log_id.index);
+        let mut batch = sled::Batch::default();
+        for key in self.log.range(..=log_key(log_id.index)).keys() {
+            batch.remove(key.map_err(write_err)?);
+        }
+        self.log.apply_batch(batch).map_err(write_err)?;
+        Ok(())
+    }
+
+    /// The index the log is purged up to, if any.
+    pub fn last_purged_index(&self) -> Result<Option<u64>, StoreError> {
+        let purged: Option<LogId> = read_meta(&self.meta, LAST_PURGED)?;
+        Ok(purged.map(|p| p.index))
     }
 
     /// Shared view of the committed index, for status and metrics.
@@ -138,20 +193,20 @@ impl SledLogStore {
             return Ok(entries);
         }
         let start = match range.start_bound() {
-            Bound::Included(i) => Bound::Included(keys::log_index(*i)),
-            Bound::Excluded(i) => Bound::Excluded(keys::log_index(*i)),
+            Bound::Included(i) => Bound::Included(log_key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(log_key(*i)),
             Bound::Unbounded => Bound::Unbounded,
         };
         let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(keys::log_index(*i)),
-            Bound::Excluded(i) => Bound::Excluded(keys::log_index(*i)),
+            Bound::Included(i) => Bound::Included(log_key(*i)),
+            Bound::Excluded(i) => Bound::Excluded(log_key(*i)),
             Bound::Unbounded => Bound::Unbounded,
         };
         let mut entries = Vec::new();
         let mut bytes = 0;
         for item in self.log.range::<[u8; 8], _>((start, end)) {
             let (key, value) = item?;
-            let index = keys::parse_log_index(&key);
+            let index = parse_log_key(&key);
             bytes += value.len();
             entries.push(decode_entry(index, &value)?);
             if bytes >= bytes_max {
@@ -192,7 +247,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = read_meta(&self.meta, LAST_PURGED).map_err(read_err)?;
         let last = match self.log.last().map_err(read_err)? {
-            Some((key, value)) => Some(decode_entry(keys::parse_log_index(&key), &value).map_err(read_err)?.log_id),
+            Some((key, value)) => Some(decode_entry(parse_log_key(&key), &value).map_err(read_err)?.log_id),
             None => last_purged,
         };
         Ok(LogState { last_purged_log_id: last_purged, last_log_id: last })
@@ -235,7 +290,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
                 assert_eq!(entry.log_id.index, prev + 1, "appended entries are contiguous");
             }
             last_index = Some(entry.log_id.index);
-            batch.insert(&keys::log_index(entry.log_id.index), encode_entry(&entry));
+            batch.insert(&log_key(entry.log_id.index), encode_entry(&entry));
             cached.push(entry);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
@@ -267,7 +322,7 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.cache.lock().expect("lock is never poisoned").retain(|index, _| *index < log_id.index);
         let mut batch = sled::Batch::default();
-        for key in self.log.range(keys::log_index(log_id.index)..).keys() {
+        for key in self.log.range(log_key(log_id.index)..).keys() {
             batch.remove(key.map_err(write_err)?);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
@@ -276,17 +331,6 @@ impl RaftLogStorage<TypeConfig> for SledLogStore {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // The state machine has applied beyond `log_id`; make that durable before the entries
-        // that could rebuild it disappear.
-        self.db.sync().await.map_err(write_err)?;
-        self.meta.insert(LAST_PURGED, codec::encode(&log_id)).map_err(write_err)?;
-        self.db.sync().await.map_err(write_err)?;
-        self.cache.lock().expect("lock is never poisoned").retain(|index, _| *index > log_id.index);
-        let mut batch = sled::Batch::default();
-        for key in self.log.range(..=keys::log_index(log_id.index)).keys() {
-            batch.remove(key.map_err(write_err)?);
-        }
-        self.log.apply_batch(batch).map_err(write_err)?;
-        Ok(())
+        self.purge_within(log_id, PURGE_WAIT_MAX).await
     }
 }

@@ -1,13 +1,12 @@
-//! Storage on sled: the Raft log, the Raft vote and the ledger state. The ONLY module that
-//! imports sled (architecture invariant, checked by the `tidy` test).
+//! Storage: the Raft log and vote on sled, the ledger state in memory and in append-only
+//! segment logs with checkpoints (`state.rs`, `ledger_state.rs`). The ONLY module that touches
+//! the disk or imports sled (architecture invariant, checked by the `tidy` test).
 //!
-//! One sled database per node, with these trees:
+//! One sled database per node (`<data>/sled`), with these trees:
 //! - `raft_log`: Raft entries by index (u64 big-endian), each value `crc32 || encoded entry`;
-//! - `raft_meta`: vote, committed log id, last purged log id;
-//! - `sm_meta`: which generation of state trees is current, and the current snapshot;
-//! - `sm_<gen>`: the ledger state (accounts, transfers, history, expiries, currency totals,
-//!   journal, site, `last_applied`, membership), all in one tree so that applying entries is
-//!   one atomic `apply_batch`.
+//! - `raft_meta`: vote, committed log id, last purged log id.
+//!
+//! The ledger state lives under `<data>/state` (see `state.rs` for the contract).
 //!
 //! Durability contract (see ARCHITECTURE.md "Storage"): sled's own flush uses
 //! `sync_file_range`, which does not reach a drive's volatile cache, so [`SledDb::sync`]
@@ -19,13 +18,9 @@
 //! entries, journal records), a leaf reaches ~1.1 MiB, far over the default 128 KiB threshold,
 //! so we use 8 MiB segments (2 MiB threshold) and keep every value under 64 KiB. The
 //! `no_blob_files_under_full_size_values` test holds this.
-//!
-//! `segment.rs` (append-only checksummed record files) and `checkpoint.rs` (atomic checkpoint
-//! files) are the first building blocks of docs/storage-design.md (issue 10), tested on their
-//! own and not yet used by the state machine.
 
 pub mod checkpoint;
-pub mod keys;
+pub mod ledger_state;
 pub mod log;
 pub mod segment;
 pub mod snapshot;
@@ -38,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use log::SledLogStore;
-pub use state::SledStateMachine;
+pub use state::LedgerStateMachine;
 pub use state::StateReader;
 pub use state::StateView;
 
@@ -101,15 +96,6 @@ impl SledDb {
         Ok(self.inner.db.open_tree(name)?)
     }
 
-    pub(crate) fn drop_tree(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.inner.db.drop_tree(name)?)
-    }
-
-    /// Names of every tree in the database.
-    pub(crate) fn tree_names(&self) -> Vec<String> {
-        self.inner.db.tree_names().iter().map(|name| String::from_utf8_lossy(name).into_owned()).collect()
-    }
-
     /// Makes every write so far durable: sled flush (write-out with `sync_file_range`), then
     /// `fdatasync` of the database file (reaches the drive's cache flush).
     pub async fn sync(&self) -> Result<(), StoreError> {
@@ -133,11 +119,30 @@ impl SledDb {
     }
 }
 
-/// Opens the log store and the state machine of a node over one database.
-pub fn open(dir: &Path, cache_bytes: u64) -> Result<(SledLogStore, SledStateMachine), StoreError> {
+/// Opens the log store and the state machine of a node under `dir`.
+///
+/// Refuses to open a node whose state checkpoint is older than its Raft log's purge point (the
+/// entries that would rebuild the state are gone): that is a damaged data dir, and the message
+/// says to wipe it so the node rejoins by snapshot.
+pub fn open(dir: &Path, cache_bytes: u64) -> Result<(SledLogStore, LedgerStateMachine), StoreError> {
     let db = SledDb::open(dir, cache_bytes)?;
-    let log = SledLogStore::new(db.clone())?;
-    let sm = SledStateMachine::new(db)?;
+    let purge_ceiling = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let log = SledLogStore::new(db.clone(), purge_ceiling.clone())?;
+    let committed_at_start = log.committed_index().load(std::sync::atomic::Ordering::Acquire);
+    let sm = LedgerStateMachine::open(&dir.join("state"), db, purge_ceiling, committed_at_start)?;
+    let checkpoint = sm.reader().startup().checkpoint_index;
+    if let Some(purged) = log.last_purged_index()?
+        && purged > checkpoint
+    {
+        return Err(StoreError::Corrupt {
+            what: "data dir",
+            detail: format!(
+                "the state checkpoint is at index {checkpoint} but the Raft log is purged up to {purged}: \
+                 the entries between are gone; wipe {} so this node rejoins by snapshot",
+                dir.display()
+            ),
+        });
+    }
     Ok((log, sm))
 }
 

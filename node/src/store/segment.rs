@@ -1,6 +1,5 @@
 //! `SegmentLog`: an append-only log of framed, checksummed records split over segment files,
 //! the building block of docs/storage-design.md (journal, transfer and history segments).
-//! Not wired into the state machine yet (issue 10 builds that on it).
 //!
 //! A record is framed as `len: u32 LE ‖ crc32: u32 LE ‖ bytes`, the crc over `len ‖ bytes`.
 //! Positions are logical: segment `n` holds `[n * roll_bytes, (n + 1) * roll_bytes)`, and a
@@ -37,7 +36,7 @@ fn corrupt(detail: String) -> StoreError {
     StoreError::Corrupt { what: "segment record", detail }
 }
 
-fn frame_crc(len: u32, bytes: &[u8]) -> u32 {
+pub fn frame_crc(len: u32, bytes: &[u8]) -> u32 {
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&len.to_le_bytes());
     hasher.update(bytes);
@@ -51,6 +50,23 @@ struct Segment {
     /// Bytes in the file (flushed or not: `pending` is appended after them).
     len: u64,
     dirty: bool,
+}
+
+/// What [`SegmentLog::for_each`] calls with each record's position and bytes.
+pub type RecordVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
+
+/// `Read` over a file from an offset, with `pread` (never moves a shared file offset).
+struct ReadAt<'a> {
+    file: &'a File,
+    offset: u64,
+}
+
+impl std::io::Read for ReadAt<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
 }
 
 pub struct SegmentLog {
@@ -216,8 +232,109 @@ impl SegmentLog {
 
     /// The record at `position`, checked against its crc.
     pub fn read(&self, position: u64) -> Result<Vec<u8>, StoreError> {
+        let written = self.len() - self.pending.len() as u64;
+        if position >= written {
+            // Still in the write buffer: the same frame check as on disk.
+            let at = (position - written) as usize;
+            let header = self
+                .pending
+                .get(at..at + FRAME_HEADER_BYTES as usize)
+                .ok_or_else(|| corrupt(format!("position {position}: past the end {}", self.len())))?;
+            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+            let start = at + FRAME_HEADER_BYTES as usize;
+            let bytes = self
+                .pending
+                .get(start..start + len as usize)
+                .ok_or_else(|| corrupt(format!("position {position}: length {len} runs past the buffer")))?;
+            if frame_crc(len, bytes) != crc {
+                return Err(corrupt(format!("position {position}: checksum mismatch")));
+            }
+            return Ok(bytes.to_vec());
+        }
         let (bytes, _) = self.read_frame(position)?;
         Ok(bytes)
+    }
+
+    /// Calls `each(position, record)` for every record in `[from, to)`, in order, reading the
+    /// files sequentially (for start-up rebuilds of indexes over gigabytes). Needs a flushed log.
+    pub fn for_each(
+        &self,
+        from: u64,
+        to: u64,
+        each: &mut RecordVisitor<'_>,
+    ) -> Result<u64, StoreError> {
+        assert!(self.pending.is_empty(), "flush before scanning");
+        assert!(from <= to && to <= self.len(), "scan [{from}, {to}) of a log of {}", self.len());
+        let mut n = 0;
+        let mut position = from;
+        let mut bytes = Vec::new();
+        while position < to {
+            let index = position / self.roll_bytes;
+            let segment = &self.segments[index as usize];
+            let segment_start = index * self.roll_bytes;
+            let end = (segment_start + segment.len).min(to);
+            if position >= end {
+                position = (index + 1) * self.roll_bytes;
+                continue;
+            }
+            let mut reader = std::io::BufReader::with_capacity(
+                1024 * 1024,
+                std::io::Read::take(ReadAt { file: &segment.file, offset: position - segment_start }, end - position),
+            );
+            while position < end {
+                let mut header = [0u8; FRAME_HEADER_BYTES as usize];
+                std::io::Read::read_exact(&mut reader, &mut header).map_err(io_err(&segment.path))?;
+                let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+                let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+                if len as usize > RECORD_BYTES_MAX || position + FRAME_HEADER_BYTES + u64::from(len) > end {
+                    return Err(corrupt(format!("position {position}: length {len} runs past the segment")));
+                }
+                bytes.resize(len as usize, 0);
+                std::io::Read::read_exact(&mut reader, &mut bytes).map_err(io_err(&segment.path))?;
+                if frame_crc(len, &bytes) != crc {
+                    return Err(corrupt(format!("position {position}: checksum mismatch")));
+                }
+                each(position, &bytes)?;
+                n += 1;
+                position += FRAME_HEADER_BYTES + u64::from(len);
+            }
+        }
+        Ok(n)
+    }
+
+    /// The file pieces holding the framed bytes of `[from, to)`, in order, as
+    /// `(path, offset, len)`: frames back to back once concatenated (each segment's unused
+    /// tail is left out). The bytes never change afterwards (the log only appends), so a
+    /// caller may copy them without holding the log.
+    pub fn file_ranges(&self, from: u64, to: u64) -> Vec<(PathBuf, u64, u64)> {
+        let written_end = self.len() - self.pending.len() as u64;
+        assert!(from <= to && to <= written_end, "range [{from}, {to}) of a log flushed to {written_end}");
+        let mut ranges = Vec::new();
+        let mut position = from;
+        while position < to {
+            let index = position / self.roll_bytes;
+            let segment = &self.segments[index as usize];
+            let segment_start = index * self.roll_bytes;
+            let end = (segment_start + segment.len).min(to);
+            if position < end {
+                ranges.push((segment.path.clone(), position - segment_start, end - position));
+            }
+            position = (index + 1) * self.roll_bytes;
+        }
+        ranges
+    }
+
+    /// Handles that make every byte flushed so far durable when synced, for a caller that syncs
+    /// off the appending thread: each segment's file and the directory.
+    pub fn sync_handles(&self) -> Result<Vec<(PathBuf, File)>, StoreError> {
+        assert!(self.pending.is_empty(), "flush before taking sync handles");
+        let mut handles = Vec::with_capacity(self.segments.len() + 1);
+        for segment in &self.segments {
+            handles.push((segment.path.clone(), segment.file.try_clone().map_err(io_err(&segment.path))?));
+        }
+        handles.push((self.dir.clone(), File::open(&self.dir).map_err(io_err(&self.dir))?));
+        Ok(handles)
     }
 
     /// The record at `position` and the position of the next one.
