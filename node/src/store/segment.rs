@@ -258,12 +258,7 @@ impl SegmentLog {
 
     /// Calls `each(position, record)` for every record in `[from, to)`, in order, reading the
     /// files sequentially (for start-up rebuilds of indexes over gigabytes). Needs a flushed log.
-    pub fn for_each(
-        &self,
-        from: u64,
-        to: u64,
-        each: &mut RecordVisitor<'_>,
-    ) -> Result<u64, StoreError> {
+    pub fn for_each(&self, from: u64, to: u64, each: &mut RecordVisitor<'_>) -> Result<u64, StoreError> {
         assert!(self.pending.is_empty(), "flush before scanning");
         assert!(from <= to && to <= self.len(), "scan [{from}, {to}) of a log of {}", self.len());
         let mut n = 0;

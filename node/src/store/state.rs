@@ -318,11 +318,15 @@ impl LedgerStateMachine {
         let mut replies = Vec::with_capacity(entries.len());
         let mut last_applied = None;
         let mut membership = None;
+        let mut reapplied = 0;
         let prepared = {
             let base = generation.read();
             let mut overlay = Overlay::new(&*base);
             for entry in entries {
                 last_applied = Some(entry.log_id);
+                if entry.log_id.index <= self.startup.committed_at_start {
+                    reapplied += 1;
+                }
                 match entry.payload {
                     EntryPayload::Blank => replies.push(Applied::default()),
                     EntryPayload::Normal(Payload::Shipped { records }) => {
@@ -378,10 +382,8 @@ impl LedgerStateMachine {
         };
         if let Some(applied) = last_applied {
             self.applied_index.store(applied.index, Ordering::Release);
-            if applied.index <= self.startup.committed_at_start {
-                self.startup.reapplied.fetch_add(replies.len() as u64, Ordering::Relaxed);
-            }
         }
+        self.startup.reapplied.fetch_add(reapplied, Ordering::Relaxed);
         self.head.send_if_modified(|head| {
             let changed = *head != new_head;
             *head = new_head;
