@@ -24,6 +24,10 @@ use crate::raft::replica::Replica;
 use crate::raft::types::NodeId;
 use crate::raft::types::TypeConfig;
 
+/// How often a snapshot chunk call that is still running (installing) renews the leader
+/// contact that keeps this node from campaigning.
+const INSTALL_CONTACT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 pub struct PeerService {
     pub replica: Arc<Replica>,
     pub cluster: String,
@@ -75,7 +79,25 @@ impl RaftPeer for PeerService {
 
     async fn install_snapshot(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let (_, rpc): (_, InstallSnapshotRequest<TypeConfig>) = self.open(request)?;
-        reply(&self.replica.raft.install_snapshot(rpc).await)
+        // A snapshot chunk is the leader talking to us, like an AppendEntries; the last chunk
+        // also installs the whole state before it returns, which can take longer than a lease.
+        // Without this the follower campaigned in the middle of every large install, deposed
+        // the leader and restarted the transfer (the crash-storm soak found it). Contact is
+        // renewed while the call runs, and once more if the leader's vote was accepted.
+        let vote = rpc.vote;
+        self.replica.leader_contacted();
+        let call = self.replica.raft.install_snapshot(rpc);
+        tokio::pin!(call);
+        let response = loop {
+            tokio::select! {
+                response = &mut call => break response,
+                () = tokio::time::sleep(INSTALL_CONTACT_EVERY) => self.replica.leader_contacted(),
+            }
+        };
+        if matches!(&response, Ok(r) if r.vote == vote) {
+            self.replica.leader_contacted();
+        }
+        reply(&response)
     }
 
     async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {

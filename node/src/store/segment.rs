@@ -50,6 +50,46 @@ struct Segment {
     /// Bytes in the file (flushed or not: `pending` is appended after them).
     len: u64,
     dirty: bool,
+    /// Bytes of the file below this offset were handed to the background fsync.
+    writeback_from: u64,
+}
+
+/// Written bytes after which a background thread fsyncs the segment, as RocksDB's
+/// `bytes_per_sync` starts writeback: without it the kernel lets gigabytes of segment pages
+/// pile up dirty, and the checkpoint's fsync then writes them in one burst that stalls the Raft
+/// log's own fsyncs on the same disk for seconds. Durability still comes from the checkpoint's
+/// fsync; this only spreads the writes out, off the apply path.
+const WRITEBACK_EVERY_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The background fsyncs of one log: a thread that syncs the files it is handed, one at a
+/// time. A request while it is busy is dropped (the next one covers it); the thread ends with
+/// the log.
+struct Writeback {
+    requests: std::sync::mpsc::SyncSender<File>,
+}
+
+impl Writeback {
+    fn start(dir: &Path) -> Writeback {
+        let (requests, pending) = std::sync::mpsc::sync_channel::<File>(1);
+        let name = format!("writeback {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("segments"));
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                for file in pending {
+                    if let Err(e) = file.sync_data() {
+                        tracing::warn!(error = %e, "background segment fsync failed; the checkpoint's fsync will report it");
+                    }
+                }
+            })
+            .expect("spawn the segment writeback thread");
+        Writeback { requests }
+    }
+
+    fn request(&self, file: &File) {
+        if let Ok(handle) = file.try_clone() {
+            let _ = self.requests.try_send(handle);
+        }
+    }
 }
 
 /// What [`SegmentLog::for_each`] calls with each record's position and bytes.
@@ -77,6 +117,8 @@ pub struct SegmentLog {
     pending: Vec<u8>,
     /// A segment file was created or removed since the last `sync`: the directory needs one.
     dir_dirty: bool,
+    /// Started at the first write that needs it.
+    writeback: Option<Writeback>,
 }
 
 impl SegmentLog {
@@ -109,6 +151,7 @@ impl SegmentLog {
             segments: Vec::new(),
             pending: Vec::new(),
             dir_dirty: false,
+            writeback: None,
         };
         for index in indexes {
             let path = log.segment_path(index);
@@ -117,7 +160,7 @@ impl SegmentLog {
             if len > roll_bytes {
                 return Err(corrupt(format!("{} is {len} bytes, over the segment size {roll_bytes}", path.display())));
             }
-            log.segments.push(Segment { index, path, file, len, dirty: false });
+            log.segments.push(Segment { index, path, file, len, dirty: false, writeback_from: len });
         }
         Ok(log)
     }
@@ -143,7 +186,7 @@ impl SegmentLog {
         let index = self.segments.last().map_or(0, |s| s.index + 1);
         let path = self.segment_path(index);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_err(&path))?;
-        self.segments.push(Segment { index, path, file, len: 0, dirty: true });
+        self.segments.push(Segment { index, path, file, len: 0, dirty: true, writeback_from: 0 });
         self.dir_dirty = true;
         Ok(())
     }
@@ -179,6 +222,10 @@ impl SegmentLog {
         last.len += self.pending.len() as u64;
         last.dirty = true;
         self.pending.clear();
+        if last.len - last.writeback_from >= WRITEBACK_EVERY_BYTES {
+            self.writeback.get_or_insert_with(|| Writeback::start(&self.dir)).request(&last.file);
+            last.writeback_from = last.len;
+        }
         Ok(())
     }
 
@@ -223,6 +270,7 @@ impl SegmentLog {
             assert!(in_last <= last.len, "truncate to {len}: inside the unused tail of segment {}", last.index);
             last.file.set_len(in_last).map_err(io_err(&last.path))?;
             last.len = in_last;
+            last.writeback_from = last.writeback_from.min(in_last);
             last.dirty = true;
         }
         self.sync()?;
