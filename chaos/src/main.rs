@@ -4,6 +4,7 @@
 //! ledger-chaos list
 //! ledger-chaos run --scenario leader-kill --duration 30 --seed 7 --report chaos-report
 //! ledger-chaos run --all --duration 12 --report chaos-report
+//! ledger-chaos run --scenario crash-storm --kills 300 --seed 7 --report crash-storm-report
 //! ledger-chaos soak --minutes 60
 //! ```
 //! Exits non-zero when an invariant is violated or a regulatory target is missed.
@@ -52,6 +53,9 @@ enum Command {
         /// One-way delay between zones (and to clients), ms.
         #[arg(long, default_value_t = 1)]
         zone_delay_ms: u64,
+        /// Kills of the `crash-storm` scenario (hundreds for a soak).
+        #[arg(long, default_value_t = drill::CRASH_STORM_KILLS)]
+        kills: u32,
     },
     /// Random drills with random seeds until the time is up; every seed is printed so a
     /// failure can be replayed with `run --scenario NAME --seed N`.
@@ -65,6 +69,9 @@ enum Command {
         seed: Option<u64>,
         #[arg(long, default_value = "chaos-soak")]
         report: PathBuf,
+        /// Kills of each `crash-storm` drill.
+        #[arg(long, default_value_t = drill::CRASH_STORM_KILLS)]
+        kills: u32,
     },
     /// Run one node (the drills start nodes through this binary).
     #[command(hide = true)]
@@ -85,7 +92,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 Ok(())
             }
-            Command::Run { scenario, all, duration, seed, report, wan_delay_ms, zone_delay_ms } => {
+            Command::Run { scenario, all, duration, seed, report, wan_delay_ms, zone_delay_ms, kills } => {
                 let scenarios: Vec<Scenario> = if all {
                     Scenario::ALL.to_vec()
                 } else {
@@ -100,13 +107,14 @@ fn main() -> anyhow::Result<()> {
                     wan_delay: Duration::from_millis(wan_delay_ms),
                     zone_delay: Duration::from_millis(zone_delay_ms),
                     launcher: NodeLauncher::this_executable()?,
+                    kills,
                 };
                 let reports = drill::run_many(&scenarios, &base).await;
                 println!("{}", drill::summary_markdown(&reports));
                 println!("reports in {}", report.display());
                 if reports.iter().all(|r| r.passed) { Ok(()) } else { anyhow::bail!("a drill failed") }
             }
-            Command::Soak { minutes, duration, seed, report } => {
+            Command::Soak { minutes, duration, seed, report, kills } => {
                 let mut state = seed.unwrap_or_else(ledger_chaos::workload::wall_ms) | 1;
                 let deadline = Instant::now() + Duration::from_secs(minutes * 60);
                 let mut n = 0;
@@ -126,13 +134,14 @@ fn main() -> anyhow::Result<()> {
                         wan_delay: Duration::from_millis(20),
                         zone_delay: Duration::from_millis(1),
                         launcher: NodeLauncher::this_executable()?,
+                        kills,
                     };
                     let result = drill::run(&config).await;
                     match result {
                         Ok(r) if r.passed => println!("  {}", drill::one_line(&r)),
                         Ok(_) | Err(_) => {
                             println!(
-                                "  FAIL: replay with `ledger-chaos run --scenario {} --seed {drill_seed} --duration {duration}`; report in {}",
+                                "  FAIL: replay with `ledger-chaos run --scenario {} --seed {drill_seed} --duration {duration} --kills {kills}`; report in {}",
                                 scenario.name(),
                                 config.report_dir.display()
                             );

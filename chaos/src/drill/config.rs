@@ -31,10 +31,11 @@ pub enum Scenario {
     DrLinkCut,
     PlannedSwitchover,
     PrimarySiteLoss,
+    CrashStorm,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::LeaderKill,
         Scenario::ZoneLoss,
         Scenario::MinorityPartition,
@@ -44,6 +45,7 @@ impl Scenario {
         Scenario::DrLinkCut,
         Scenario::PlannedSwitchover,
         Scenario::PrimarySiteLoss,
+        Scenario::CrashStorm,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Scenario {
             Scenario::DrLinkCut => "dr-link-cut",
             Scenario::PlannedSwitchover => "planned-switchover",
             Scenario::PrimarySiteLoss => "primary-site-loss",
+            Scenario::CrashStorm => "crash-storm",
         }
     }
 
@@ -76,6 +79,9 @@ impl Scenario {
             Scenario::PlannedSwitchover => "dr switchover under load (two operators approve): zero loss",
             Scenario::PrimarySiteLoss => {
                 "kill the whole primary site under load, dr promote --force, keep writing, bring the old site back, dr failback"
+            }
+            Scenario::CrashStorm => {
+                "kill -9 random primary nodes again and again under load (--kills), during checkpoints and snapshot installs, some wiped"
             }
         }
     }
@@ -112,4 +118,34 @@ pub struct DrillConfig {
     /// One-way delay between the zones of a site (and to clients).
     pub zone_delay: Duration,
     pub launcher: NodeLauncher,
+    /// How many times `crash-storm` kills a node (the other scenarios ignore it).
+    pub kills: u32,
 }
+
+/// How often nodes build a snapshot (each one a checkpoint of the state machine), how much
+/// log they keep below it, and the chunk size snapshots are sent in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SnapshotCadence {
+    pub every_entries: u64,
+    pub keep_entries: u64,
+    pub chunk_bytes: u64,
+}
+
+impl Scenario {
+    /// Every drill builds snapshots often enough that a node down for a few seconds rejoins by
+    /// one. `crash-storm` builds one about every second under load, so that kills land during
+    /// checkpoints, and keeps little more log than that, so that a node down for a couple of
+    /// seconds installs a snapshot; smaller chunks stretch the install over more RPCs for a
+    /// kill to land in. (Keeping less than a snapshot install takes under load would have
+    /// a wiped node install one snapshot after another: the log past each is purged by the
+    /// time it is installed.)
+    pub fn snapshot_cadence(self) -> SnapshotCadence {
+        match self {
+            Scenario::CrashStorm => SnapshotCadence { every_entries: 40, keep_entries: 50, chunk_bytes: 256 * 1024 },
+            _ => SnapshotCadence { every_entries: 200, keep_entries: 50, chunk_bytes: 1024 * 1024 },
+        }
+    }
+}
+
+/// Kills of `crash-storm` unless told otherwise: its CI form.
+pub const CRASH_STORM_KILLS: u32 = 20;

@@ -129,15 +129,19 @@ impl Env {
         let site_links: BTreeMap<(String, String), Vec<String>> =
             net.sites.iter().map(|(k, proxies)| (k.clone(), proxies.iter().map(FaultProxy::addr).collect())).collect();
         let peer_sites = site_links.clone();
+        let cadence = config.scenario.snapshot_cadence();
         std::fs::create_dir_all(&config.report_dir)?;
+        // `events.log` is this drill's alone (see [`Env::event`]).
+        let _ = std::fs::remove_file(config.report_dir.join("events.log"));
         let root = config.report_dir.join("cluster");
         let mut cluster = LocalCluster::new(&root, topology.clone(), config.launcher.clone(), Security::Tls)?
             .with_hook(Box::new(move |key, node| {
                 node.raft.heartbeat_ms = 100;
                 node.raft.election_min_ms = 500;
                 node.raft.election_max_ms = 1000;
-                node.raft.snapshot_every_entries = 200;
-                node.raft.keep_entries_after_snapshot = 50;
+                node.raft.snapshot_every_entries = cadence.every_entries;
+                node.raft.keep_entries_after_snapshot = cadence.keep_entries;
+                node.raft.snapshot_chunk_bytes = cadence.chunk_bytes;
                 node.raft.install_snapshot_timeout_ms = 20_000;
                 node.limits.sled_cache_bytes = 32 * 1024 * 1024;
                 node.limits.write_timeout_ms = 8_000;
@@ -235,11 +239,26 @@ impl Env {
         Ok(sites)
     }
 
+    /// Records a fault or an operator action. It is also appended to `events.log` beside the
+    /// report as it happens, so that a drill which cannot run to its end still tells what it
+    /// did (its report then has no events).
     pub fn event(&mut self, what: impl Into<String>) -> u64 {
         let wall = wall_ms();
         let what = what.into();
         tracing::info!(%what, "drill event");
-        self.events.push(Event { at_ms: self.started.elapsed().as_millis() as u64, wall_ms: wall, what });
+        let at_ms = self.started.elapsed().as_millis() as u64;
+        if let Some(dir) = self.cluster.root.parent() {
+            use std::io::Write;
+            let appended = std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(dir.join("events.log"))
+                .and_then(|mut f| writeln!(f, "{at_ms} {wall} {what}"));
+            if let Err(e) = appended {
+                tracing::warn!(error = %e, "could not append to events.log");
+            }
+        }
+        self.events.push(Event { at_ms, wall_ms: wall, what });
         wall
     }
 

@@ -20,6 +20,7 @@ mod env;
 mod report;
 mod script;
 
+mod crash_storm;
 mod dr_link_cut;
 mod leader_isolation;
 mod leader_kill;
@@ -35,6 +36,7 @@ use std::path::Path;
 use std::time::Duration;
 use std::time::Instant;
 
+pub use config::CRASH_STORM_KILLS;
 pub use config::DrillConfig;
 pub use config::RPO_REGULATORY_S;
 pub use config::RPO_STRETCH_SITE_S;
@@ -42,6 +44,7 @@ pub use config::RTO_REGULATORY_S;
 pub use config::RTO_STRETCH_LEADER_S;
 pub use config::RTO_STRETCH_SITE_S;
 pub use config::Scenario;
+pub use config::SnapshotCadence;
 pub use config::WORKLOAD_ATTEMPT_TIMEOUT;
 pub use env::DrillError;
 pub use env::Env;
@@ -87,6 +90,7 @@ async fn act(scenario: Scenario, env: &mut Env, act: Act<'_>) -> Result<Aftermat
         Scenario::DrLinkCut => dr_link_cut::dr_link_cut(env, act).await,
         Scenario::PlannedSwitchover => planned_switchover::planned_switchover(env, act).await,
         Scenario::PrimarySiteLoss => primary_site_loss::primary_site_loss(env, act).await,
+        Scenario::CrashStorm => crash_storm::crash_storm(env, act).await,
     }
 }
 
