@@ -9,7 +9,15 @@
 #
 # Environment:
 #   TIGERBEETLE  path of the tigerbeetle binary (default /work/tb/tigerbeetle; built from tag
-#                0.17.8 with `zig build -Drelease`, Zig 0.14.1)
+#                0.17.8 with `zig build -Drelease`, Zig 0.14.1). With only package registries
+#                reachable, Zig comes from PyPI and the source from a git clone of the tag
+#                (build.zig reads `git rev-parse`, so a real checkout, not an archive):
+#                  python3 -m venv /work/tb/venv && /work/tb/venv/bin/pip install ziglang==0.14.1
+#                  cd <checkout of 0.17.8> && /work/tb/venv/bin/python -m ziglang build -j1 -Drelease \
+#                    -Dgit-commit=$(git rev-parse HEAD) -Dconfig-release=0.17.8 -Dconfig-release-client-min=0.16.4
+#                  cp tigerbeetle /work/tb/tigerbeetle      # ~7 min on 2 cores
+#                It logs "binary does not contain valid multiversion data" at start (built
+#                without -Dmultiversion, which needs an older release's binary): harmless here.
 #   TRANSFERS    --transfer-count (default 2000000)
 #   PORT_BASE    replicas listen on 127.0.0.1:PORT_BASE..PORT_BASE+2 (default 3100)
 #   CACHE_GRID   optional --cache-grid for each replica (e.g. 512MiB; TigerBeetle's default is 1GiB)
