@@ -256,7 +256,8 @@ async fn add_back(others: Vec<LedgerClient>, node: pb::Member) -> Result<(), Dri
     }
 }
 
-/// Polls `key` until its next snapshot build is due (it applied `every` entries past its last
+/// Polls `key` until its next snapshot build is due (it applied its staggered interval of
+/// `every` entries, `ledger_node::config::staggered_snapshot_interval`, past its last
 /// snapshot: openraft's `LogsSinceLast` starts one then, and the node reports the new
 /// snapshot only once it is built), and returns (applied, snapshot) index; `None` if none came
 /// due within [`CHECKPOINT_DUE_WAIT`].
@@ -265,7 +266,8 @@ async fn checkpoint_due(env: &Env, key: &NodeKey, every: u64) -> Result<Option<(
     let deadline = Instant::now() + CHECKPOINT_DUE_WAIT;
     while Instant::now() < deadline {
         if let Ok(status) = client.status_once(Duration::from_secs(1)).await
-            && status.applied_index >= status.snapshot_index + every
+            && status.applied_index
+                >= status.snapshot_index + ledger_node::config::staggered_snapshot_interval(every, key.1)
         {
             return Ok(Some((status.applied_index, status.snapshot_index)));
         }
