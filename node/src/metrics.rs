@@ -6,8 +6,10 @@
 //! `raft_millis_since_quorum_ack`, `journal_seq`, `ledger_time_ms`,
 //! `request_duration_seconds{rpc}` (histogram), `transfer_results_total{code}`,
 //! `batch_commands` (histogram of commands per Raft entry), `state_transfers_indexed`,
-//! `state_accounts`, `state_history_rows_indexed`, `resident_bytes`, and the DR metrics of
-//! `dr/`.
+//! `state_accounts`, `state_history_rows_indexed`, `resident_bytes`; from the store
+//! `log_fsync_duration_seconds`, `apply_duration_seconds` (one apply chunk),
+//! `checkpoint_cut_seconds` (applies paused), `checkpoint_write_seconds`, `checkpoint_bytes`;
+//! and the DR metrics of `dr/`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,6 +15,8 @@ use std::path::Path;
 use std::path::PathBuf;
 
 use super::StoreError;
+use super::io_err;
+use super::sync_dir;
 
 const MAGIC: &[u8; 4] = b"LCKP";
 const VERSION: u8 = 1;
@@ -31,10 +33,6 @@ pub enum Step {
 
 impl Step {
     pub const ALL: [Step; 4] = [Step::WriteTmp, Step::SyncTmp, Step::Rename, Step::SyncDir];
-}
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
 fn path_of(dir: &Path, index: u64) -> PathBuf {
@@ -66,7 +64,7 @@ pub fn write(
     hook(Step::Rename).map_err(io_err(&path))?;
     std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
     hook(Step::SyncDir).map_err(io_err(dir))?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+    sync_dir(dir)?;
     Ok(())
 }
 

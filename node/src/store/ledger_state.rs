@@ -1,7 +1,8 @@
 //! `LedgerState`: one generation of the ledger state, as docs/storage-design.md and
 //! ARCHITECTURE.md "Storage" describe it.
 //!
-//! In memory: accounts (each with the positions of its history rows), currency totals,
+//! In memory: accounts (in copy-on-write shards, see [`Accounts`]), the positions of each
+//! account's history rows, currency totals,
 //! pending expiries, the meta, the site log, `last_applied` and the membership, and three
 //! indexes into the segment logs. On disk, append-only: every transfer version, every history
 //! row and every journal record, each a framed record in its [`SegmentLog`]. Nothing here is
@@ -25,6 +26,7 @@ use std::hash::BuildHasher;
 use std::hash::BuildHasherDefault;
 use std::hash::Hasher;
 use std::path::Path;
+use std::sync::Arc;
 
 use ledger_core::account::Account;
 use ledger_core::codec;
@@ -45,6 +47,7 @@ use serde::Serialize;
 
 use super::StoreError;
 use super::segment::SegmentLog;
+use super::segment::SegmentReader;
 use crate::raft::types::LogId;
 use crate::raft::types::StoredMembership;
 
@@ -83,26 +86,54 @@ pub struct CheckpointIn {
     accounts: Vec<Account>,
 }
 
-/// A checkpoint body as it is written, borrowing the state (no copy of the maps).
+/// The state as of one instant, to be encoded as a checkpoint body without the state's lock:
+/// the accounts are shared shards (no copy until the apply writes to one), the rest is small
+/// and copied. Field order is the format: it must match [`CheckpointIn`].
 #[derive(Serialize)]
-struct CheckpointOut<'a> {
+pub struct CheckpointCut {
     version: u16,
-    snapshot_id: &'a str,
-    last_applied: &'a Option<LogId>,
-    membership: &'a StoredMembership,
-    meta: &'a LedgerMeta,
-    totals: &'a BTreeMap<Currency, CurrencyTotals>,
-    expiries: &'a BTreeSet<Expiry>,
-    site_log: &'a [SiteLogEntry],
+    snapshot_id: String,
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    meta: LedgerMeta,
+    totals: BTreeMap<Currency, CurrencyTotals>,
+    expiries: BTreeSet<Expiry>,
+    site_log: Vec<SiteLogEntry>,
     cuts: [Cut; 3],
-    accounts: AccountsOut<'a>,
+    accounts: AccountsCut,
 }
 
-struct AccountsOut<'a>(&'a AccountMap);
+impl CheckpointCut {
+    pub fn snapshot_id(&self) -> &str {
+        &self.snapshot_id
+    }
 
-impl Serialize for AccountsOut<'_> {
+    /// The checkpoint body (O(accounts): call it off the apply path). Sized up front and
+    /// encoded in chunks: byte-at-a-time growth of a 100 MB buffer took seconds.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(ACCOUNT_BYTES_GUESS * self.accounts.len + 64 * 1024);
+        codec::encode_to(self, &mut |chunk| body.extend_from_slice(chunk));
+        body
+    }
+}
+
+/// About what one account takes in a checkpoint (100 bytes measured with short ids).
+const ACCOUNT_BYTES_GUESS: usize = 128;
+
+/// The account shards of a cut, encoded as one sequence of accounts.
+struct AccountsCut {
+    shards: Vec<Arc<Shard>>,
+    len: usize,
+}
+
+impl Serialize for AccountsCut {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.values().map(|slot| &slot.account))
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.len))?;
+        for account in self.shards.iter().flat_map(|shard| shard.values()) {
+            seq.serialize_element(account)?;
+        }
+        seq.end()
     }
 }
 
@@ -115,14 +146,64 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointIn, StoreError> {
     Ok(body)
 }
 
-/// Accounts by id, hashed with foldhash (randomly seeded per process): SipHash was a tenth
-/// of the apply's time at four lookups per transfer.
-type AccountMap = HashMap<AccountId, Slot, foldhash::quality::RandomState>;
+/// Maps keyed by account id hash with foldhash (randomly seeded per process): SipHash was a
+/// tenth of the apply's time at four lookups per transfer.
+type ByAccount<V> = HashMap<AccountId, V, foldhash::quality::RandomState>;
+type Shard = ByAccount<Account>;
 
-/// An account and the positions of its history rows (row `i` at `history[i - 1]`).
-struct Slot {
-    account: Account,
-    history: Vec<u64>,
+/// Account shards: enough that copying one is a small step, few enough that a cut is cheap.
+const ACCOUNT_SHARDS: usize = 256;
+
+/// The accounts, in copy-on-write shards. A checkpoint cut takes the shard pointers (O(shards)
+/// under the lock instead of encoding a million accounts there: that paused the apply for 1 to
+/// 3 s); the apply copies a shard the first time it writes to it while a cut still holds it.
+/// The cut is encoded on another thread and then dropped.
+struct Accounts {
+    /// Picks an account's shard (its own seed: the shards' maps hash with theirs).
+    shard_of: foldhash::quality::RandomState,
+    shards: Vec<Arc<Shard>>,
+    len: usize,
+}
+
+impl Accounts {
+    fn new() -> Accounts {
+        Accounts {
+            shard_of: foldhash::quality::RandomState::default(),
+            shards: (0..ACCOUNT_SHARDS).map(|_| Arc::new(Shard::default())).collect(),
+            len: 0,
+        }
+    }
+
+    fn shard(&self, id: &AccountId) -> usize {
+        (self.shard_of.hash_one(id) % ACCOUNT_SHARDS as u64) as usize
+    }
+
+    fn get(&self, id: &AccountId) -> Option<&Account> {
+        self.shards[self.shard(id)].get(id)
+    }
+
+    fn contains(&self, id: &AccountId) -> bool {
+        self.shards[self.shard(id)].contains_key(id)
+    }
+
+    fn insert(&mut self, id: AccountId, account: Account) {
+        let shard = self.shard(&id);
+        if Arc::make_mut(&mut self.shards[shard]).insert(id, account).is_none() {
+            self.len += 1;
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Account> {
+        self.shards.iter().flat_map(|shard| shard.values())
+    }
+
+    fn cut(&self) -> AccountsCut {
+        AccountsCut { shards: self.shards.clone(), len: self.len }
+    }
 }
 
 /// A hasher for keys that already are hashes.
@@ -219,6 +300,40 @@ fn must_decode<T: serde::de::DeserializeOwned>(what: &str, position: u64, bytes:
     codec::decode(bytes).unwrap_or_else(|e| panic!("corrupt {what} record at {position}: {e}"))
 }
 
+/// Records located under the state's lock and read after it is released, so a long read never
+/// holds back the apply's write lock: the records it names were flushed and never move.
+pub struct Located {
+    reader: SegmentReader,
+    positions: Vec<u64>,
+}
+
+impl Located {
+    /// The history rows located, checked to belong to `account`.
+    pub fn history(self, account: &AccountId) -> Vec<HistoryEntry> {
+        self.positions
+            .iter()
+            .map(|&position| {
+                let bytes = must_read_from(&self.reader, "history", position);
+                let (owner, row): (AccountId, HistoryEntry) = must_decode("history", position, &bytes);
+                assert_eq!(&owner, account, "history position of {account} holds a row of {owner}");
+                row
+            })
+            .collect()
+    }
+
+    /// The journal records located.
+    pub fn journal(self) -> Vec<JournalRecord> {
+        self.positions
+            .iter()
+            .map(|&position| must_decode("journal", position, &must_read_from(&self.reader, "journal", position)))
+            .collect()
+    }
+}
+
+fn must_read_from(reader: &SegmentReader, what: &str, position: u64) -> Vec<u8> {
+    reader.read(position).unwrap_or_else(|e| panic!("cannot read the {what} record at {position}: {e}"))
+}
+
 /// `Changes` with their records encoded, ready to append (encoding needs no lock). Every
 /// record is encoded into one buffer (`bytes`), each kept as its end offset: one growing
 /// allocation per commit instead of one per record.
@@ -263,7 +378,10 @@ impl Prepared {
 }
 
 pub struct LedgerState {
-    accounts: AccountMap,
+    accounts: Accounts,
+    /// Positions of each account's history rows (row `i` at `[i - 1]`); rebuilt at start-up,
+    /// never in a checkpoint.
+    history: ByAccount<Vec<u64>>,
     totals: BTreeMap<Currency, CurrencyTotals>,
     expiries: BTreeSet<Expiry>,
     meta: LedgerMeta,
@@ -271,6 +389,9 @@ pub struct LedgerState {
     /// Position of journal record `seq` at `journal[seq - 1]`.
     journal: Vec<u64>,
     transfers: TransferIndex,
+    /// History positions held, summed over `accounts` (kept as a count: the status and the
+    /// metrics read it every second, and a walk over a million accounts is not free).
+    history_rows: usize,
     last_applied: Option<LogId>,
     membership: StoredMembership,
     logs: [SegmentLog; 3],
@@ -293,13 +414,15 @@ impl LedgerState {
                     log.truncate(0)?;
                 }
                 return Ok(LedgerState {
-                    accounts: AccountMap::default(),
+                    accounts: Accounts::new(),
+                    history: ByAccount::default(),
                     totals: BTreeMap::new(),
                     expiries: BTreeSet::new(),
                     meta: LedgerMeta::default(),
                     site_log: Vec::new(),
                     journal: Vec::new(),
                     transfers: TransferIndex::new(),
+                    history_rows: 0,
                     last_applied: None,
                     membership: StoredMembership::default(),
                     logs,
@@ -323,18 +446,20 @@ impl LedgerState {
             }
             log.truncate(cut.len)?;
         }
+        let mut accounts = Accounts::new();
+        for account in body.accounts {
+            accounts.insert(account.id.clone(), account);
+        }
         let mut state = LedgerState {
-            accounts: body
-                .accounts
-                .into_iter()
-                .map(|account| (account.id.clone(), Slot { account, history: Vec::new() }))
-                .collect::<AccountMap>(),
+            accounts,
+            history: ByAccount::default(),
             totals: body.totals,
             expiries: body.expiries,
             meta: body.meta,
             site_log: body.site_log,
             journal: Vec::new(),
             transfers: TransferIndex::new(),
+            history_rows: 0,
             last_applied: body.last_applied,
             membership: body.membership,
             logs,
@@ -347,7 +472,7 @@ impl LedgerState {
     /// Rebuilds the transfer, history and journal indexes from the logs, and checks them
     /// against what the in-memory state says they must hold.
     fn rebuild_indexes(&mut self) -> Result<(), StoreError> {
-        let LedgerState { accounts, journal, transfers, logs, bases, meta, .. } = self;
+        let LedgerState { accounts, history, journal, transfers, history_rows, logs, bases, meta, .. } = self;
         let [transfer_log, history_log, journal_log] = &*logs;
         transfer_log.for_each(bases[TRANSFERS], transfer_log.len(), &mut |position, bytes| {
             let id: TransferId = codec::decode_prefix(bytes)
@@ -358,11 +483,14 @@ impl LedgerState {
         history_log.for_each(bases[HISTORY], history_log.len(), &mut |position, bytes| {
             let account: AccountId = codec::decode_prefix(bytes)
                 .map_err(|e| StoreError::Corrupt { what: "history record", detail: format!("at {position}: {e}") })?;
-            let slot = accounts.get_mut(&account).ok_or_else(|| StoreError::Corrupt {
-                what: "history record",
-                detail: format!("at {position}: unknown account {account}"),
-            })?;
-            slot.history.push(position);
+            if !accounts.contains(&account) {
+                return Err(StoreError::Corrupt {
+                    what: "history record",
+                    detail: format!("at {position}: unknown account {account}"),
+                });
+            }
+            history.entry(account).or_default().push(position);
+            *history_rows += 1;
             Ok(())
         })?;
         journal_log.for_each(bases[JOURNAL], journal_log.len(), &mut |position, _| {
@@ -370,15 +498,14 @@ impl LedgerState {
             Ok(())
         })?;
         // Paired assertions: the logs hold exactly what the checkpointed state counts.
-        for slot in accounts.values() {
-            if slot.history.len() as u64 != slot.account.history_len {
+        for account in accounts.values() {
+            let rows = history.get(&account.id).map_or(0, Vec::len);
+            if rows as u64 != account.history_len {
                 return Err(StoreError::Corrupt {
                     what: "history log",
                     detail: format!(
-                        "account {} has {} rows in the log, {} in its balance record",
-                        slot.account.id,
-                        slot.history.len(),
-                        slot.account.history_len
+                        "account {} has {rows} rows in the log, {} in its balance record",
+                        account.id, account.history_len
                     ),
                 });
             }
@@ -417,7 +544,9 @@ impl LedgerState {
             slice
         };
         if changes.reset {
-            self.accounts = AccountMap::default();
+            self.accounts = Accounts::new();
+            self.history = ByAccount::default();
+            self.history_rows = 0;
             self.totals.clear();
             self.expiries.clear();
             self.journal = Vec::new();
@@ -431,12 +560,7 @@ impl LedgerState {
             self.site_log.push(entry);
         }
         for (id, account) in changes.accounts {
-            match self.accounts.entry(id) {
-                hash_map::Entry::Occupied(mut slot) => slot.get_mut().account = account,
-                hash_map::Entry::Vacant(slot) => {
-                    slot.insert(Slot { account, history: Vec::new() });
-                }
-            }
+            self.accounts.insert(id, account);
         }
         for (id, end) in transfers {
             let position = self.logs[TRANSFERS].append(record(end))?;
@@ -451,9 +575,11 @@ impl LedgerState {
         }
         for (account, index, end) in history {
             let position = self.logs[HISTORY].append(record(end))?;
-            let slot = self.accounts.get_mut(&account).unwrap_or_else(|| panic!("history row of unknown {account}"));
-            assert_eq!(index, slot.history.len() as u64 + 1, "history rows of {account} are contiguous");
-            slot.history.push(position);
+            assert!(self.accounts.contains(&account), "history row of unknown {account}");
+            let rows = self.history.entry(account).or_default();
+            assert_eq!(index, rows.len() as u64 + 1, "history rows are contiguous");
+            rows.push(position);
+            self.history_rows += 1;
         }
         self.totals.extend(changes.totals);
         for (seq, end) in journal {
@@ -483,20 +609,21 @@ impl LedgerState {
         [0, 1, 2].map(|i| Cut { base: self.bases[i], len: self.logs[i].len() })
     }
 
-    /// The checkpoint body of the state as it is now.
-    pub fn encode_checkpoint(&self, snapshot_id: &str) -> Vec<u8> {
-        codec::encode(&CheckpointOut {
+    /// The state as it is now, for a checkpoint: O(shards + pending expiries + site log),
+    /// never O(accounts); [`CheckpointCut::encode`] does the O(accounts) part.
+    pub fn checkpoint_cut(&self, snapshot_id: String) -> CheckpointCut {
+        CheckpointCut {
             version: CHECKPOINT_VERSION,
             snapshot_id,
-            last_applied: &self.last_applied,
-            membership: &self.membership,
-            meta: &self.meta,
-            totals: &self.totals,
-            expiries: &self.expiries,
-            site_log: &self.site_log,
+            last_applied: self.last_applied,
+            membership: self.membership.clone(),
+            meta: self.meta.clone(),
+            totals: self.totals.clone(),
+            expiries: self.expiries.clone(),
+            site_log: self.site_log.clone(),
             cuts: self.cuts(),
-            accounts: AccountsOut(&self.accounts),
-        })
+            accounts: self.accounts.cut(),
+        }
     }
 
     /// Handles that make every flushed byte of the three logs durable when synced.
@@ -515,46 +642,30 @@ impl LedgerState {
     /// Number of transfer ids indexed, accounts held and history positions held (for memory
     /// reports).
     pub fn sizes(&self) -> (usize, usize, usize) {
-        let rows = self.accounts.values().map(|slot| slot.history.len()).sum();
-        (self.transfers.len(), self.accounts.len(), rows)
+        (self.transfers.len(), self.accounts.len(), self.history_rows)
     }
 
-    /// History rows of `account` from `from_index` (1-based), at most `limit`.
-    pub fn history(&self, account: &AccountId, from_index: u64, limit: usize) -> Vec<HistoryEntry> {
-        let Some(slot) = self.accounts.get(account) else {
-            return Vec::new();
-        };
+    /// Where history rows of `account` from `from_index` (1-based), at most `limit`, are:
+    /// located under the lock, read by [`Located::history`] after it is released.
+    pub fn locate_history(&self, account: &AccountId, from_index: u64, limit: usize) -> Located {
         let from = from_index.max(1) as usize - 1;
-        slot.history
-            .iter()
-            .skip(from)
-            .take(limit)
-            .map(|position| {
-                let bytes = must_read(&self.logs[HISTORY], "history", *position);
-                let (owner, row): (AccountId, HistoryEntry) = must_decode("history", *position, &bytes);
-                assert_eq!(&owner, account, "history position of {account} holds a row of {owner}");
-                row
-            })
-            .collect()
+        let positions = match self.history.get(account) {
+            Some(rows) => rows.iter().skip(from).take(limit).copied().collect(),
+            None => Vec::new(),
+        };
+        Located { reader: self.logs[HISTORY].reader(), positions }
     }
 
-    /// Journal records from `from_seq`, at most `limit`.
-    pub fn journal(&self, from_seq: u64, limit: usize) -> Vec<JournalRecord> {
+    /// Where journal records from `from_seq`, at most `limit`, are (see [`Located::journal`]).
+    pub fn locate_journal(&self, from_seq: u64, limit: usize) -> Located {
         let from = from_seq.max(1) as usize - 1;
-        self.journal
-            .iter()
-            .skip(from)
-            .take(limit)
-            .map(|position| {
-                let bytes = must_read(&self.logs[JOURNAL], "journal", *position);
-                must_decode("journal", *position, &bytes)
-            })
-            .collect()
+        let positions = self.journal.iter().skip(from).take(limit).copied().collect();
+        Located { reader: self.logs[JOURNAL].reader(), positions }
     }
 
     /// Every account, in id order (O(accounts)).
     pub fn accounts(&self) -> Vec<Account> {
-        let mut accounts: Vec<Account> = self.accounts.values().map(|slot| slot.account.clone()).collect();
+        let mut accounts: Vec<Account> = self.accounts.values().cloned().collect();
         accounts.sort_by(|a, b| a.id.cmp(&b.id));
         accounts
     }
@@ -568,7 +679,7 @@ impl LedgerState {
 
 impl LedgerRead for LedgerState {
     fn account(&self, id: &AccountId) -> Option<Account> {
-        self.accounts.get(id).map(|slot| slot.account.clone())
+        self.accounts.get(id).cloned()
     }
 
     fn transfer(&self, id: &TransferId) -> Option<Transfer> {

@@ -48,6 +48,19 @@ pub enum StoreError {
     Corrupt { what: &'static str, detail: String },
 }
 
+/// Maps an I/O error to a [`StoreError`] naming the file.
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io { path: path.to_path_buf(), source }
+}
+
+/// Makes a directory's entries durable (a created, renamed or removed file in it).
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
+}
+
+/// A Raft log fsync at least this long is logged: half the shortest election timeout we ship.
+const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// sled segment size: large enough that no page ever spills into an unsynced blob file.
 pub const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
 /// The largest value we store; leaves of 17 such values stay under `SEGMENT_BYTES / 4`.
@@ -98,13 +111,24 @@ impl SledDb {
 
     /// Makes every write so far durable: sled flush (write-out with `sync_file_range`), then
     /// `fdatasync` of the database file (reaches the drive's cache flush).
+    ///
+    /// Its time is `ledger_log_fsync_duration_seconds` (etcd's `wal_fsync_duration_seconds`):
+    /// openraft 0.9's core waits for it on every append, so a slow disk stalls heartbeats too,
+    /// and one over a second is logged.
     pub async fn sync(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
         self.inner.db.flush_async().await?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.db_file.sync_data())
+        let synced = tokio::task::spawn_blocking(move || inner.db_file.sync_data())
             .await
             .expect("fsync task does not panic")
-            .map_err(|source| StoreError::Io { path: self.inner.dir.join("sled/db"), source })
+            .map_err(|source| StoreError::Io { path: self.inner.dir.join("sled/db"), source });
+        let took = started.elapsed();
+        metrics::histogram!("ledger_log_fsync_duration_seconds").record(took.as_secs_f64());
+        if took >= SLOW_FSYNC {
+            tracing::warn!(ms = took.as_millis() as u64, "slow Raft log fsync (the disk is saturated or failing)");
+        }
+        synced
     }
 
     /// Same as [`SledDb::sync`], for blocking contexts.

@@ -17,8 +17,11 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::StoreError;
+use super::io_err;
+use super::sync_dir;
 
 /// Frame header: length and crc32, both u32 little-endian.
 pub const FRAME_HEADER_BYTES: u64 = 8;
@@ -27,10 +30,6 @@ pub const RECORD_BYTES_MAX: usize = 16 * 1024 * 1024;
 const _: () = assert!(RECORD_BYTES_MAX < u32::MAX as usize);
 /// Bytes buffered before `append` writes them to the file by itself.
 const WRITE_BUFFER_BYTES: usize = 1024 * 1024;
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
-}
 
 fn corrupt(detail: String) -> StoreError {
     StoreError::Corrupt { what: "segment record", detail }
@@ -46,7 +45,8 @@ pub fn frame_crc(len: u32, bytes: &[u8]) -> u32 {
 struct Segment {
     index: u64,
     path: PathBuf,
-    file: File,
+    /// Shared with [`SegmentReader`]s, which read without the log.
+    file: Arc<File>,
     /// Bytes in the file (flushed or not: `pending` is appended after them).
     len: u64,
     dirty: bool,
@@ -121,6 +121,51 @@ pub struct SegmentLog {
     writeback: Option<Writeback>,
 }
 
+/// Reads records from a [`SegmentLog`] as it was when taken (see [`SegmentLog::reader`]).
+pub struct SegmentReader {
+    roll_bytes: u64,
+    /// Records starting below this position were written to their files.
+    flushed: u64,
+    /// (path, file, bytes in it) of each segment, by index.
+    segments: Vec<(PathBuf, Arc<File>, u64)>,
+}
+
+impl SegmentReader {
+    /// The record at `position`, which must have been flushed when the reader was taken.
+    pub fn read(&self, position: u64) -> Result<Vec<u8>, StoreError> {
+        if position >= self.flushed {
+            return Err(corrupt(format!("position {position}: not flushed when the reader was taken")));
+        }
+        let index = position / self.roll_bytes;
+        let (path, file, len) = self
+            .segments
+            .get(index as usize)
+            .ok_or_else(|| corrupt(format!("position {position}: no segment {index}")))?;
+        Ok(read_frame_in(file, path, *len, position, position % self.roll_bytes)?.0)
+    }
+}
+
+/// The record framed at `offset` of one segment file of `len` bytes (`position` is its log
+/// position, for errors), and the position of the next one.
+fn read_frame_in(file: &File, path: &Path, len: u64, position: u64, offset: u64) -> Result<(Vec<u8>, u64), StoreError> {
+    if offset + FRAME_HEADER_BYTES > len {
+        return Err(corrupt(format!("position {position}: past the end of its segment")));
+    }
+    let mut header = [0u8; FRAME_HEADER_BYTES as usize];
+    file.read_exact_at(&mut header, offset).map_err(io_err(path))?;
+    let frame_len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    if frame_len as usize > RECORD_BYTES_MAX || offset + FRAME_HEADER_BYTES + u64::from(frame_len) > len {
+        return Err(corrupt(format!("position {position}: length {frame_len} runs past the segment")));
+    }
+    let mut bytes = vec![0u8; frame_len as usize];
+    file.read_exact_at(&mut bytes, offset + FRAME_HEADER_BYTES).map_err(io_err(path))?;
+    if frame_crc(frame_len, &bytes) != crc {
+        return Err(corrupt(format!("position {position}: checksum mismatch")));
+    }
+    Ok((bytes, position + FRAME_HEADER_BYTES + u64::from(frame_len)))
+}
+
 impl SegmentLog {
     /// Opens the log in `dir` (creating it), with every existing segment as it is on disk.
     /// The caller truncates to its checkpoint's length before appending.
@@ -160,7 +205,7 @@ impl SegmentLog {
             if len > roll_bytes {
                 return Err(corrupt(format!("{} is {len} bytes, over the segment size {roll_bytes}", path.display())));
             }
-            log.segments.push(Segment { index, path, file, len, dirty: false, writeback_from: len });
+            log.segments.push(Segment { index, path, file: Arc::new(file), len, dirty: false, writeback_from: len });
         }
         Ok(log)
     }
@@ -186,7 +231,7 @@ impl SegmentLog {
         let index = self.segments.last().map_or(0, |s| s.index + 1);
         let path = self.segment_path(index);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_err(&path))?;
-        self.segments.push(Segment { index, path, file, len: 0, dirty: true, writeback_from: 0 });
+        self.segments.push(Segment { index, path, file: Arc::new(file), len: 0, dirty: true, writeback_from: 0 });
         self.dir_dirty = true;
         Ok(())
     }
@@ -243,7 +288,7 @@ impl SegmentLog {
             segment.dirty = false;
         }
         if self.dir_dirty {
-            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io_err(&self.dir))?;
+            sync_dir(&self.dir)?;
             self.dir_dirty = false;
         }
         Ok(())
@@ -383,28 +428,23 @@ impl SegmentLog {
     /// The record at `position` and the position of the next one.
     fn read_frame(&self, position: u64) -> Result<(Vec<u8>, u64), StoreError> {
         let index = position / self.roll_bytes;
-        let offset = position % self.roll_bytes;
         let segment = self
             .segments
             .get(index as usize)
             .ok_or_else(|| corrupt(format!("position {position}: no segment {index}")))?;
         assert_eq!(segment.index, index);
-        if offset + FRAME_HEADER_BYTES > segment.len {
-            return Err(corrupt(format!("position {position}: past the end of segment {index}")));
+        read_frame_in(&segment.file, &segment.path, segment.len, position, position % self.roll_bytes)
+    }
+
+    /// A reader of every record flushed so far, usable without the log (nor any lock around
+    /// it): the records never move, and the files stay open while the reader lives.
+    pub fn reader(&self) -> SegmentReader {
+        let flushed = self.len() - self.pending.len() as u64;
+        SegmentReader {
+            roll_bytes: self.roll_bytes,
+            flushed,
+            segments: self.segments.iter().map(|s| (s.path.clone(), s.file.clone(), s.len)).collect(),
         }
-        let mut header = [0u8; FRAME_HEADER_BYTES as usize];
-        segment.file.read_exact_at(&mut header, offset).map_err(io_err(&segment.path))?;
-        let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-        let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-        if len as usize > RECORD_BYTES_MAX || offset + FRAME_HEADER_BYTES + u64::from(len) > segment.len {
-            return Err(corrupt(format!("position {position}: length {len} runs past the segment")));
-        }
-        let mut bytes = vec![0u8; len as usize];
-        segment.file.read_exact_at(&mut bytes, offset + FRAME_HEADER_BYTES).map_err(io_err(&segment.path))?;
-        if frame_crc(len, &bytes) != crc {
-            return Err(corrupt(format!("position {position}: checksum mismatch")));
-        }
-        Ok((bytes, position + FRAME_HEADER_BYTES + u64::from(len)))
     }
 
     /// Every record from `position` to the end, in order, with its position. Flush first to

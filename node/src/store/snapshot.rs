@@ -21,23 +21,16 @@ use std::path::Path;
 use std::path::PathBuf;
 
 use super::StoreError;
+use super::io_err;
 use super::ledger_state::Cut;
 use super::ledger_state::LOG_NAMES;
 use super::ledger_state::ROLL_BYTES;
 use super::segment;
 use super::segment::SegmentLog;
+use super::sync_dir;
 
 const MAGIC: &[u8] = b"LEDGER-SNAPSHOT-2\n";
 const END: &[u8] = b"LSNAPEND";
-
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
-}
-
-/// Makes a rename or unlink in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))
-}
 
 /// Writes the snapshot stream of checkpoint `body` to `path` (through a `.tmp`, fsynced and
 /// renamed), copying each log's `(path, offset, len)` pieces. Returns the bytes written.

@@ -54,7 +54,9 @@ use tokio::sync::watch;
 use super::SledDb;
 use super::StoreError;
 use super::checkpoint;
+use super::io_err;
 use super::ledger_state;
+use super::ledger_state::CheckpointCut;
 use super::ledger_state::Cut;
 use super::ledger_state::LedgerState;
 use super::ledger_state::Prepared;
@@ -84,10 +86,6 @@ fn sm_write_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageErr
 
 fn snapshot_err(e: impl std::error::Error + Send + Sync + 'static) -> StorageError {
     StorageIOError::write_snapshot(None, &e).into()
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_path_buf(), source }
 }
 
 fn generation_dir(root: &Path, number: u64) -> PathBuf {
@@ -127,6 +125,18 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Runs the failpoint of a checkpoint step (crashes the process if a test armed it).
+/// Runs CPU-bound state-machine work (an apply of thousands of transfers, a checkpoint cut of
+/// a million accounts) without holding an async worker: on a multi-threaded runtime the
+/// worker's queue, including the task it just woke, moves to another thread meanwhile.
+/// Without it, Raft's own tasks (heartbeats, vote replies) waited behind the apply, on two
+/// cores for long enough that followers campaigned (docs/benchmarks.md section 0).
+fn off_the_workers<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 fn checkpoint_failpoints(step: checkpoint::Step) -> std::io::Result<()> {
     failpoint::crash_if_armed(match step {
         checkpoint::Step::WriteTmp => failpoint::CHECKPOINT_CRASH_BEFORE_WRITE_TMP,
@@ -319,6 +329,7 @@ impl LedgerStateMachine {
         let mut last_applied = None;
         let mut membership = None;
         let mut reapplied = 0;
+        let started = std::time::Instant::now();
         let prepared = {
             let base = generation.read();
             let mut overlay = Overlay::new(&*base);
@@ -380,6 +391,7 @@ impl LedgerStateMachine {
             assert_eq!(state.last_applied(), last_applied.or(state.last_applied()));
             state.meta().journal
         };
+        metrics::histogram!("ledger_apply_duration_seconds").record(started.elapsed().as_secs_f64());
         if let Some(applied) = last_applied {
             self.applied_index.store(applied.index, Ordering::Release);
         }
@@ -411,7 +423,9 @@ impl LedgerStateMachine {
 /// Writes one checkpoint off the apply path: the cut was taken by `get_snapshot_builder`.
 pub struct CheckpointBuilder {
     generation: Arc<Generation>,
-    body: Vec<u8>,
+    /// Taken and dropped by `build_snapshot` (dropping it early frees the account shards the
+    /// apply has copied since).
+    cut: Option<CheckpointCut>,
     meta: SnapshotMeta,
     cuts: [Cut; 3],
     /// Files to fsync before the checkpoint may name their lengths.
@@ -424,17 +438,20 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let index = self.meta.last_log_id.map_or(0, |l| l.index);
         let dir = checkpoints_dir(&self.generation.dir);
-        let body = std::mem::take(&mut self.body);
+        let cut = self.cut.take().expect("a builder builds once");
         let sync = std::mem::take(&mut self.sync);
         let write_dir = dir.clone();
         let started = std::time::Instant::now();
-        let bytes = body.len();
-        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+        let bytes = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
+            let body = cut.encode();
+            drop(cut);
+            metrics::histogram!("ledger_checkpoint_encode_seconds").record(started.elapsed().as_secs_f64());
             for (path, file) in &sync {
                 file.sync_all().map_err(io_err(path))?;
             }
             checkpoint::write(&write_dir, index, &body, &mut checkpoint_failpoints)?;
-            checkpoint::prune_keeping(&write_dir, CHECKPOINTS_KEPT)
+            checkpoint::prune_keeping(&write_dir, CHECKPOINTS_KEPT)?;
+            Ok(body.len())
         })
         .await
         .expect("checkpoint task does not panic")
@@ -452,6 +469,8 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
                 self.purge_ceiling.store(index, Ordering::Release);
             }
         }
+        metrics::histogram!("ledger_checkpoint_write_seconds").record(started.elapsed().as_secs_f64());
+        metrics::gauge!("ledger_checkpoint_bytes").set(bytes as f64);
         tracing::info!(
             checkpoint = index,
             bytes,
@@ -492,11 +511,12 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         for entry in entries {
             chunk.push(entry);
             if chunk.len() == APPLY_CHUNK_ENTRIES {
-                replies.extend(self.apply_chunk(&generation, std::mem::take(&mut chunk))?);
+                let chunk = std::mem::take(&mut chunk);
+                replies.extend(off_the_workers(|| self.apply_chunk(&generation, chunk))?);
             }
         }
         if !chunk.is_empty() {
-            replies.extend(self.apply_chunk(&generation, chunk)?);
+            replies.extend(off_the_workers(|| self.apply_chunk(&generation, chunk))?);
         }
         Ok(replies)
     }
@@ -506,7 +526,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         self.snapshot_counter += 1;
         let generation = self.generation();
         let started = std::time::Instant::now();
-        let (body, meta, cuts, sync) = {
+        let (cut, meta, cuts, sync) = off_the_workers(|| {
             let state = generation.read();
             let applied = state.last_applied();
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -517,21 +537,22 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
                 ),
                 None => format!("{}-0-0-0-{nanos}", generation.number),
             };
-            let body = state.encode_checkpoint(&snapshot_id);
-            let meta = SnapshotMeta { last_log_id: applied, last_membership: state.membership().clone(), snapshot_id };
+            let meta = SnapshotMeta {
+                last_log_id: applied,
+                last_membership: state.membership().clone(),
+                snapshot_id: snapshot_id.clone(),
+            };
+            let cut = state.checkpoint_cut(snapshot_id);
             // Taking handles cannot fail short of running out of file descriptors; the builder
             // then reports it.
             let sync = state.sync_handles().unwrap_or_else(|e| panic!("cannot take segment handles: {e}"));
-            (body, meta, state.cuts(), sync)
-        };
-        tracing::debug!(
-            bytes = body.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "checkpoint cut taken (applies paused)"
-        );
+            (cut, meta, state.cuts(), sync)
+        });
+        metrics::histogram!("ledger_checkpoint_cut_seconds").record(started.elapsed().as_secs_f64());
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "checkpoint cut taken (applies paused)");
         CheckpointBuilder {
             generation,
-            body,
+            cut: Some(cut),
             meta,
             cuts,
             sync,
@@ -578,7 +599,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             body.cuts = cuts;
             let state = LedgerState::open(&load_dir, Some(body))?;
             failpoint::crash_if_armed(failpoint::SNAPSHOT_INSTALL_CRASH_BEFORE_CHECKPOINT);
-            let own = state.encode_checkpoint(&snapshot_id);
+            let own = state.checkpoint_cut(snapshot_id.clone()).encode();
             checkpoint::write(&checkpoints_dir(&load_dir), index, &own, &mut |_| Ok(()))?;
             failpoint::crash_if_armed(failpoint::SNAPSHOT_INSTALL_CRASH_AFTER_CHECKPOINT);
             Ok((state, cuts))
@@ -784,12 +805,14 @@ impl StateView {
 
     /// History rows of `account` from `from_index` (1-based), at most `limit`.
     pub fn history(&self, account: &AccountId, from_index: u64, limit: usize) -> Vec<HistoryEntry> {
-        self.generation.read().history(account, from_index, limit)
+        let located = self.generation.read().locate_history(account, from_index, limit);
+        located.history(account)
     }
 
     /// Journal records from `from_seq`, at most `limit`.
     pub fn journal(&self, from_seq: u64, limit: usize) -> Vec<JournalRecord> {
-        self.generation.read().journal(from_seq, limit)
+        let located = self.generation.read().locate_journal(from_seq, limit);
+        located.journal()
     }
 
     /// Every account, in id order (O(accounts)).
