@@ -170,6 +170,9 @@ impl Default for Limits {
     }
 }
 
+/// Raft entries per AppendEntries (see `NodeConfig::openraft`).
+pub const APPEND_ENTRIES_MAX: u64 = 8;
+
 /// Entries between the snapshots of node `node_id` when the site's setting is `every` (see
 /// [`NodeConfig::snapshot_interval`]).
 pub fn staggered_snapshot_interval(every: u64, node_id: u64) -> u64 {
@@ -255,7 +258,12 @@ impl NodeConfig {
             max_in_snapshot_log_to_keep: r.keep_entries_after_snapshot,
             purge_batch_size: r.purge_batch_entries,
             snapshot_max_chunk_size: r.snapshot_chunk_bytes,
-            max_payload_entries: 64,
+            // At most 8 entries (under 0.5 MB) per AppendEntries. openraft 0.9 cancels an
+            // AppendEntries after one heartbeat interval; a follower on a loaded machine could
+            // not receive 64 entries (3.8 MB over TLS) in 100 ms, so every retry was cancelled
+            // before it arrived and the follower, hearing nothing, campaigned (issue 10's 1 M
+            // account runs).
+            max_payload_entries: APPEND_ENTRIES_MAX,
             ..Default::default()
         }
     }

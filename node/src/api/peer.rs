@@ -64,6 +64,15 @@ fn reply<T: Serialize>(value: &T) -> Result<Response<RaftReply>, Status> {
 impl RaftPeer for PeerService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let (_, rpc): (_, AppendEntriesRequest<TypeConfig>) = self.open(request)?;
+        // A request from the leader we follow (or a newer one) is contact, as in Raft, whether
+        // or not we answer in time. The leader gives up on an AppendEntries after one heartbeat
+        // interval and this handler is then dropped: counting contact only on an answer made a
+        // follower whose disk was busy for a moment (a 100 MB checkpoint at 1 M accounts)
+        // campaign against a healthy leader (docs/benchmarks.md section 0).
+        let current = self.replica.raft.metrics().borrow().vote;
+        if rpc.vote.is_committed() && rpc.vote >= current {
+            self.replica.leader_contacted();
+        }
         let response = self.replica.raft.append_entries(rpc).await;
         // From the current leader (a deposed one gets HigherVote): it is alive.
         if matches!(&response, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {

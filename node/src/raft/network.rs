@@ -47,9 +47,12 @@ use crate::raft::types::NodeId;
 use crate::raft::types::TypeConfig;
 use crate::transport::Transport;
 
-/// Backoff for an unreachable peer: from 100 ms, doubling, capped at 2 s.
+/// Backoff for an unreachable peer: from 100 ms, doubling, capped at 500 ms. Heartbeats share
+/// the replication stream and are dropped during a backoff, so the cap stays well under the
+/// leader lease (1 s and up): with 2 s, a follower that failed a few RPCs in a row (a busy
+/// moment) could hear nothing for a whole lease and campaign.
 const BACKOFF_START_MS: u64 = 100;
-const BACKOFF_MAX_MS: u64 = 2000;
+const BACKOFF_MAX_MS: u64 = 500;
 /// How long after a failed Raft RPC to a peer (with no success since) forwarded writes and
 /// read-index requests to it are refused without trying.
 const SHUN_AFTER_FAILURE: Duration = Duration::from_secs(5);

@@ -37,17 +37,24 @@ impl Replica {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let lost = {
+            let (leading, lost) = {
                 let metrics = self.raft.metrics();
                 let m = metrics.borrow();
-                m.millis_since_quorum_ack
-                    .filter(|ms| m.current_leader == Some(self.id) && *ms > self.election_max.as_millis() as u64)
+                let leading = m.current_leader == Some(self.id);
+                (leading, m.millis_since_quorum_ack.filter(|ms| leading && *ms > self.election_max.as_millis() as u64))
             };
             self.quorum_lost.send_if_modified(|current| {
                 let changed = current.is_some() != lost.is_some();
                 *current = lost;
                 changed
             });
+            if leading {
+                // A leader hears itself: once deposed, it waits a whole lease like any follower
+                // instead of campaigning at once on the age of its last contact as a follower
+                // (a deposed leader of 4 minutes did, 257 s "silent").
+                self.leader_contacted();
+                continue;
+            }
             let silent = self.leader_contact.lock().expect("lock is never poisoned").elapsed();
             if silent < threshold {
                 continue;
