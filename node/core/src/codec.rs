@@ -73,6 +73,7 @@ struct ChunkFlavor<'a> {
 }
 
 impl ChunkFlavor<'_> {
+    #[cold]
     fn drain(&mut self) {
         if self.len > 0 {
             (self.sink)(&self.buf[..self.len]);
@@ -84,6 +85,7 @@ impl ChunkFlavor<'_> {
 impl postcard::ser_flavors::Flavor for ChunkFlavor<'_> {
     type Output = ();
 
+    #[inline]
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
         if self.len == CHUNK_BYTES {
             self.drain();
@@ -93,6 +95,7 @@ impl postcard::ser_flavors::Flavor for ChunkFlavor<'_> {
         Ok(())
     }
 
+    #[inline]
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
         if self.len + bytes.len() > CHUNK_BYTES {
             self.drain();

@@ -16,7 +16,6 @@ pub use crate::posting::validate_new_account;
 pub use crate::posting::validate_transfer;
 pub use crate::posting::write_refusal;
 use crate::site_ops;
-use crate::store::LedgerRead;
 use crate::store::Overlay;
 
 /// Applies one command at the proposer's time. Returns its outcome; unless the command was
@@ -27,8 +26,7 @@ use crate::store::Overlay;
 /// `proposed_time_ms` is the leader's clock when it proposed the entry; the ledger clock is
 /// `max(previous ledger time, proposed_time_ms)`, so it never goes backwards.
 pub fn apply(store: &mut Overlay<'_>, envelope: &Envelope, proposed_time_ms: u64, raft_index: u64) -> Outcome {
-    let meta = store.meta();
-    let ledger_time_ms = meta.clock_ms().max(proposed_time_ms);
+    let ledger_time_ms = store.meta_ref().clock_ms().max(proposed_time_ms);
     if let Some(refusal) = check_envelope(envelope) {
         return Outcome::Refused(refusal);
     }
@@ -41,6 +39,7 @@ pub fn apply(store: &mut Overlay<'_>, envelope: &Envelope, proposed_time_ms: u64
         }
         _ => {}
     }
+    let meta = store.meta_ref();
     if let Some(refusal) = write_refusal(&meta.site) {
         return Outcome::Refused(refusal);
     }

@@ -7,7 +7,7 @@
 //! invariant panics, because a crashed replica is better than a diverged one. The dispatcher
 //! over posting rules and site operations is `ledger::apply`.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 
 use rust_decimal::Decimal;
 
@@ -141,8 +141,11 @@ pub fn validate_new_account(new: &NewAccount) -> Result<Currency, ResultCode> {
     Ok(currency)
 }
 
+/// Ids already seen in a batch (membership only: its order is never observed).
+type SeenIds<'b, T> = HashSet<&'b T, foldhash::fast::RandomState>;
+
 fn create_accounts(store: &mut Overlay<'_>, accounts: &[NewAccount], time: u64, seq: u64) -> Vec<ItemResult> {
-    let mut seen = BTreeSet::new();
+    let mut seen = SeenIds::default();
     let mut results = Vec::with_capacity(accounts.len());
     for new in accounts {
         let result = create_account(store, new, &mut seen, time, seq);
@@ -151,10 +154,10 @@ fn create_accounts(store: &mut Overlay<'_>, accounts: &[NewAccount], time: u64, 
     results
 }
 
-fn create_account(
+fn create_account<'b>(
     store: &mut Overlay<'_>,
-    new: &NewAccount,
-    seen: &mut BTreeSet<AccountId>,
+    new: &'b NewAccount,
+    seen: &mut SeenIds<'b, AccountId>,
     time: u64,
     seq: u64,
 ) -> ItemResult {
@@ -162,7 +165,7 @@ fn create_account(
         Ok(currency) => currency,
         Err(code) => return ItemResult::new(code),
     };
-    if !seen.insert(new.id.clone()) {
+    if !seen.insert(&new.id) {
         return ItemResult::new(ResultCode::IdDuplicateInBatch);
     }
     if let Some(existing) = store.account(&new.id) {
@@ -192,14 +195,14 @@ fn create_account(
 }
 
 fn update_accounts(store: &mut Overlay<'_>, updates: &[AccountUpdate]) -> Vec<ItemResult> {
-    let mut seen = BTreeSet::new();
+    let mut seen = SeenIds::default();
     updates
         .iter()
         .map(|update| {
             if update.id.check().is_err() {
                 return ItemResult::new(ResultCode::IdInvalid);
             }
-            if !seen.insert(update.id.clone()) {
+            if !seen.insert(&update.id) {
                 return ItemResult::new(ResultCode::IdDuplicateInBatch);
             }
             let Some(mut account) = store.account(&update.id) else {
@@ -308,13 +311,14 @@ fn create_transfers(
     seq: u64,
 ) -> Vec<ItemResult> {
     // Items that may be stored with their result: well formed, first of their id in the batch.
-    let mut seen = BTreeSet::new();
+    let mut seen = SeenIds::with_capacity_and_hasher(transfers.len(), Default::default());
     let mut stateless: Vec<Result<(), ResultCode>> = Vec::with_capacity(transfers.len());
     for t in transfers {
         let check = validate_transfer(t)
-            .and_then(|()| if seen.insert(t.id.clone()) { Ok(()) } else { Err(ResultCode::IdDuplicateInBatch) });
+            .and_then(|()| if seen.insert(&t.id) { Ok(()) } else { Err(ResultCode::IdDuplicateInBatch) });
         stateless.push(check);
     }
+    store.reserve_transfers(transfers.len());
     if !atomic {
         return transfers
             .iter()
@@ -381,7 +385,7 @@ fn create_transfers_atomic(
         child.into_changes()
     };
     let Some((failed_index, failed_code)) = failed else {
-        store.changes.merge(child_changes);
+        store.merge(child_changes);
         return results;
     };
     // Roll back: the child's writes are dropped.
@@ -414,12 +418,12 @@ fn rolled_back(
     seq: u64,
 ) -> Vec<ItemResult> {
     assert!(failed_index < transfers.len());
-    let mut seen = BTreeSet::new();
+    let mut seen = SeenIds::default();
     let mut results = Vec::with_capacity(transfers.len());
     for (i, t) in transfers.iter().enumerate() {
         let code = if i == failed_index { failed_code } else { ResultCode::LinkedEventFailed };
         // Every item passed the stateless checks (ids valid, none repeated).
-        assert!(seen.insert(t.id.clone()), "ids are unique in a chain that reached the state");
+        assert!(seen.insert(&t.id), "ids are unique in a chain that reached the state");
         if let Some(existing) = store.transfer(&t.id) {
             let result = if existing.request == *t {
                 ItemResult::replay(existing.result)

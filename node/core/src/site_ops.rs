@@ -445,7 +445,7 @@ pub fn ship(store: &mut Overlay<'_>, record: &JournalRecord) -> Shipped {
             ),
         );
     }
-    store.changes.merge(changes);
+    store.merge(changes);
     store.append_journal(rebuilt);
     let mut meta = store.meta();
     assert_eq!(meta.journal.seq, record.seq, "a shipped record extends our journal by one");

@@ -6,8 +6,10 @@
 //! [`MemStore`] commits them into maps). An atomic transfer batch runs in a child overlay that
 //! is merged only if every item succeeded.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
+use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -125,27 +127,69 @@ impl Changes {
     }
 }
 
+/// Accounts and transfers an [`Overlay`] wrote, by id. Hash maps because the posting rules look
+/// an account up and write it back twice per transfer, and string-keyed `BTreeMap`s spent most
+/// of that time comparing ids; the seed is random per process, and no iteration order of these
+/// maps ever reaches the output ([`Overlay::into_changes`] sorts them into [`Changes`]), so
+/// replicas still reach the same bytes.
+type WrittenMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 /// Reads through pending [`Changes`] to a base, and collects writes.
 pub struct Overlay<'a> {
     base: &'a dyn LedgerRead,
-    pub changes: Changes,
+    /// Everything written but accounts and transfers (whose maps here stay empty until
+    /// [`Overlay::into_changes`]).
+    changes: Changes,
+    accounts: WrittenMap<AccountId, Account>,
+    transfers: WrittenMap<TransferId, Transfer>,
+    /// The base's meta, read once (the base cannot change while it is borrowed).
+    base_meta: OnceCell<LedgerMeta>,
 }
 
 impl<'a> Overlay<'a> {
     pub fn new(base: &'a dyn LedgerRead) -> Self {
-        Overlay { base, changes: Changes::default() }
+        Overlay {
+            base,
+            changes: Changes::default(),
+            accounts: WrittenMap::default(),
+            transfers: WrittenMap::default(),
+            base_meta: OnceCell::new(),
+        }
     }
 
+    /// Everything written, accounts and transfers in id order.
     pub fn into_changes(self) -> Changes {
-        self.changes
+        let Overlay { mut changes, accounts, transfers, .. } = self;
+        assert!(changes.accounts.is_empty() && changes.transfers.is_empty(), "kept in the written maps");
+        changes.accounts = sorted(accounts);
+        changes.transfers = sorted(transfers);
+        changes
     }
 
     pub fn put_account(&mut self, account: Account) {
-        self.changes.accounts.insert(account.id.clone(), account);
+        match self.accounts.get_mut(&account.id) {
+            Some(slot) => *slot = account,
+            None => {
+                self.accounts.insert(account.id.clone(), account);
+            }
+        }
     }
 
     pub fn put_transfer(&mut self, transfer: Transfer) {
-        self.changes.transfers.insert(transfer.request.id.clone(), transfer);
+        match self.transfers.get_mut(&transfer.request.id) {
+            Some(slot) => *slot = transfer,
+            None => {
+                self.transfers.insert(transfer.request.id.clone(), transfer);
+            }
+        }
+    }
+
+    /// Makes room for the writes of `n_transfers` more transfers (two accounts and two history
+    /// rows each), so that a batch does not grow the maps and the history step by step.
+    pub fn reserve_transfers(&mut self, n_transfers: usize) {
+        self.transfers.reserve(n_transfers);
+        self.accounts.reserve(2 * n_transfers);
+        self.changes.history.reserve(2 * n_transfers);
     }
 
     pub fn add_expiry(&mut self, expiry: Expiry) {
@@ -164,13 +208,32 @@ impl<'a> Overlay<'a> {
         self.changes.totals.insert(currency, totals);
     }
 
+    /// The current meta, borrowed: the written one, else the base's (read once).
+    pub fn meta_ref(&self) -> &LedgerMeta {
+        match &self.changes.meta {
+            Some(meta) => meta,
+            None => self.base_meta.get_or_init(|| self.base.meta()),
+        }
+    }
+
+    /// The meta to change in place; it becomes part of the changes.
+    fn meta_mut(&mut self) -> &mut LedgerMeta {
+        if self.changes.meta.is_none() {
+            let meta = match self.base_meta.take() {
+                Some(meta) => meta,
+                None => self.base.meta(),
+            };
+            self.changes.meta = Some(meta);
+        }
+        self.changes.meta.as_mut().expect("just set")
+    }
+
     pub fn append_site_log(&mut self, entry: SiteLogEntry) {
-        let mut meta = self.meta();
+        let meta = self.meta_mut();
         assert_eq!(entry.seq, meta.site_log.seq + 1, "site log must stay contiguous");
         assert_eq!(entry.prev_hash, meta.site_log.hash, "site log must stay chained");
         meta.site_log = entry.head();
         self.changes.site_log.push(entry);
-        self.changes.meta = Some(meta);
     }
 
     /// Discards every account, transfer, expiry, history row, total and journal record (resync).
@@ -179,24 +242,39 @@ impl<'a> Overlay<'a> {
         let mut meta = self.meta();
         let site_log = std::mem::take(&mut self.changes.site_log);
         self.changes = Changes { reset: true, site_log, ..Changes::default() };
+        self.accounts.clear();
+        self.transfers.clear();
         meta.site_log.ledger_time_ms = meta.clock_ms();
         meta.journal = JournalHead::default();
         self.changes.meta = Some(meta);
     }
 
+    /// Applies `later` (a child overlay's changes) on top of this overlay's (later writes win),
+    /// as [`Changes::merge`] does.
+    pub fn merge(&mut self, mut later: Changes) {
+        if later.reset {
+            self.accounts.clear();
+            self.transfers.clear();
+        }
+        let accounts = std::mem::take(&mut later.accounts);
+        let transfers = std::mem::take(&mut later.transfers);
+        self.changes.merge(later);
+        self.accounts.extend(accounts);
+        self.transfers.extend(transfers);
+    }
+
     pub fn append_journal(&mut self, record: JournalRecord) {
-        let mut meta = self.meta();
+        let meta = self.meta_mut();
         assert_eq!(record.seq, meta.journal.seq + 1, "journal must stay contiguous");
         assert_eq!(record.prev_hash, meta.journal.hash, "journal must stay chained");
         meta.journal = record.head();
         self.changes.journal.push(record);
-        self.changes.meta = Some(meta);
     }
 
     /// Appends the journal record of `envelope` with `outcome`, under this site's name and
     /// epoch, chained to the current head. Returns its seq.
     pub fn journal_command(&mut self, envelope: &Envelope, outcome: Outcome, time: u64, raft_index: u64) -> u64 {
-        let meta = self.meta();
+        let meta = self.meta_ref();
         let seq = meta.journal.seq + 1;
         let origin = Origin { site: meta.site.name.clone(), epoch: meta.site.epoch, raft_index };
         let record = JournalRecord::seal(
@@ -209,7 +287,7 @@ impl<'a> Overlay<'a> {
             meta.journal.hash,
         );
         self.append_journal(record);
-        assert_eq!(self.meta().journal.seq, seq);
+        assert_eq!(self.meta_ref().journal.seq, seq);
         seq
     }
 
@@ -218,9 +296,58 @@ impl<'a> Overlay<'a> {
     }
 }
 
+/// A written map in id order. Sorts (prefix, position) pairs rather than the entries, which
+/// are a few hundred bytes each, so that every entry moves a fixed number of times; and most
+/// comparisons are of the ids' first 16 bytes as one integer, not string comparisons.
+fn sorted<K: WrittenId, V>(written: WrittenMap<K, V>) -> BTreeMap<K, V> {
+    let mut entries: Vec<Option<(K, V)>> = written.into_iter().map(Some).collect();
+    let mut order: Vec<(u128, usize)> =
+        entries.iter().enumerate().map(|(i, entry)| (id_prefix(written_key(entry).bytes()), i)).collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| written_key(&entries[a.1]).cmp(written_key(&entries[b.1])))
+    });
+    // In key order already, so `BTreeMap`'s own sort only checks it and the tree is built in
+    // one pass (which would still be correct, only slower, if the order were not its own).
+    let map: BTreeMap<K, V> =
+        order.into_iter().map(|(_, i)| entries[i].take().expect("each entry is taken once")).collect();
+    assert_eq!(map.len(), entries.len());
+    map
+}
+
+fn written_key<K, V>(entry: &Option<(K, V)>) -> &K {
+    &entry.as_ref().expect("each entry is taken once").0
+}
+
+/// An id that orders as its bytes do (as `String` does).
+trait WrittenId: Ord {
+    fn bytes(&self) -> &[u8];
+}
+
+impl WrittenId for AccountId {
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl WrittenId for TransferId {
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+/// The first 16 bytes of an id, zero-padded, as a big-endian integer. If `id_prefix(a) <
+/// id_prefix(b)` then `a < b` in byte order (a zero pad sorts like the end of the string, which
+/// comes before any byte); equal prefixes say nothing, and the ids themselves are compared.
+fn id_prefix(bytes: &[u8]) -> u128 {
+    let mut padded = [0u8; 16];
+    let n = bytes.len().min(16);
+    padded[..n].copy_from_slice(&bytes[..n]);
+    u128::from_be_bytes(padded)
+}
+
 impl LedgerRead for Overlay<'_> {
     fn account(&self, id: &AccountId) -> Option<Account> {
-        match self.changes.accounts.get(id) {
+        match self.accounts.get(id) {
             Some(account) => Some(account.clone()),
             None if self.changes.reset => None,
             None => self.base.account(id),
@@ -228,7 +355,7 @@ impl LedgerRead for Overlay<'_> {
     }
 
     fn transfer(&self, id: &TransferId) -> Option<Transfer> {
-        match self.changes.transfers.get(id) {
+        match self.transfers.get(id) {
             Some(transfer) => Some(transfer.clone()),
             None if self.changes.reset => None,
             None => self.base.transfer(id),
@@ -269,10 +396,7 @@ impl LedgerRead for Overlay<'_> {
     }
 
     fn meta(&self) -> LedgerMeta {
-        match &self.changes.meta {
-            Some(meta) => meta.clone(),
-            None => self.base.meta(),
-        }
+        self.meta_ref().clone()
     }
 }
 
