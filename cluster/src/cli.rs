@@ -103,6 +103,10 @@ enum Command {
         peer_addr: String,
         #[arg(long)]
         learner_only: bool,
+        /// How long the leader waits for the learner to catch up before making it a voter
+        /// [default: the node's, 60 s]; a node rejoining a large ledger by snapshot may need more.
+        #[arg(long)]
+        catch_up_timeout_secs: Option<u64>,
     },
     /// Remove a node from a site.
     RemoveNode {
@@ -617,7 +621,7 @@ async fn run(inv: &Invocation) -> anyhow::Result<()> {
             anyhow::ensure!(status.nodes.iter().any(|n| n.reachable), "no node of the topology answered");
             Ok(())
         }
-        Command::AddNode { site, id, zone, client_addr, peer_addr, learner_only } => {
+        Command::AddNode { site, id, zone, client_addr, peer_addr, learner_only, catch_up_timeout_secs } => {
             let topology = inv.topology()?;
             let client = leader_client(inv, &topology, site).await?;
             let node = pb::Member {
@@ -629,7 +633,11 @@ async fn run(inv: &Invocation) -> anyhow::Result<()> {
                 matched_index: 0,
             };
             let response = client
-                .add_node(pb::AddNodeRequest { node: Some(node), learner_only: *learner_only, catch_up_timeout_ms: 0 })
+                .add_node(pb::AddNodeRequest {
+                    node: Some(node),
+                    learner_only: *learner_only,
+                    catch_up_timeout_ms: catch_up_timeout_secs.map_or(0, |s| s.saturating_mul(1000)),
+                })
                 .await?;
             let value = json!({
                 "site": site, "node_id": id, "voter": !learner_only, "elapsed_ms": response.elapsed_ms,

@@ -28,6 +28,10 @@ pub struct NodeRow {
     pub leader_id: u64,
     pub commit_index: u64,
     pub applied_index: u64,
+    pub last_log_index: u64,
+    /// The node's last snapshot (checkpoint) and the index its Raft log is purged up to.
+    pub snapshot_index: u64,
+    pub purged_index: u64,
     pub journal_seq: u64,
     pub journal_hash: String,
     pub journal_time_ms: u64,
@@ -42,6 +46,21 @@ pub struct NodeRow {
     pub dr_lag_ms: u64,
     pub dr_lag_alarm: bool,
     pub dr_throttled: bool,
+    /// Bytes used by the node's data directory (its own count).
+    pub data_dir_bytes: u64,
+    /// Resident memory of the node process (0 where the platform does not say).
+    pub resident_bytes: u64,
+    /// Start-up of the node process: the checkpoint it opened (its last applied index, 0 for
+    /// none), the commit index persisted before the restart, and the log entries re-applied
+    /// up to that index so far.
+    pub checkpoint_index_at_start: u64,
+    pub committed_index_at_start: u64,
+    pub entries_reapplied_at_start: u64,
+    /// What the node's in-memory state holds: transfer ids indexed, accounts, history rows
+    /// indexed.
+    pub transfers_indexed: u64,
+    pub accounts: u64,
+    pub history_rows_indexed: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -135,6 +154,9 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
         leader_id: 0,
         commit_index: 0,
         applied_index: 0,
+        last_log_index: 0,
+        snapshot_index: 0,
+        purged_index: 0,
         journal_seq: 0,
         journal_hash: String::new(),
         journal_time_ms: 0,
@@ -149,6 +171,14 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
         dr_lag_ms: 0,
         dr_lag_alarm: false,
         dr_throttled: false,
+        data_dir_bytes: 0,
+        resident_bytes: 0,
+        checkpoint_index_at_start: 0,
+        committed_index_at_start: 0,
+        entries_reapplied_at_start: 0,
+        transfers_indexed: 0,
+        accounts: 0,
+        history_rows_indexed: 0,
     };
     match status {
         Err(e) => {
@@ -164,6 +194,9 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
             row.leader_id = s.leader_id;
             row.commit_index = s.commit_index;
             row.applied_index = s.applied_index;
+            row.last_log_index = s.last_log_index;
+            row.snapshot_index = s.snapshot_index;
+            row.purged_index = s.purged_index;
             row.journal_seq = head.seq;
             row.journal_hash = hex::encode(&head.hash);
             row.journal_time_ms = head.ledger_time_ms;
@@ -179,6 +212,14 @@ fn row(site: &str, node_id: u64, zone: &str, endpoint: &str, status: Result<pb::
             row.dr_lag_ms = lag.ms;
             row.dr_lag_alarm = lag.alarm;
             row.dr_throttled = lag.throttled;
+            row.data_dir_bytes = s.data_dir_bytes;
+            row.resident_bytes = s.resident_bytes;
+            row.checkpoint_index_at_start = s.checkpoint_index_at_start;
+            row.committed_index_at_start = s.committed_index_at_start;
+            row.entries_reapplied_at_start = s.entries_reapplied_at_start;
+            row.transfers_indexed = s.transfers_indexed;
+            row.accounts = s.accounts;
+            row.history_rows_indexed = s.history_rows_indexed;
         }
     }
     row
@@ -254,6 +295,51 @@ pub fn render(status: &ClusterStatus) -> String {
             r.journal_hash.get(..16).unwrap_or(""),
             if r.fenced { format!("{}*", r.site_role) } else { r.site_role.clone() },
             r.epoch
+        ));
+    }
+    out.push_str(&render_storage(status));
+    out
+}
+
+/// Mebibytes, one decimal.
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Each reachable node's size and start-up: data dir, resident memory, what its state indexes,
+/// its last snapshot and purged log index, and where its last start began (checkpoint, commit
+/// index, entries re-applied).
+fn render_storage(status: &ClusterStatus) -> String {
+    let mut out = format!(
+        "\n{:<8} {:>4} {:>10} {:>9} {:>10} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
+        "SITE",
+        "NODE",
+        "DATA MiB",
+        "RSS MiB",
+        "ACCOUNTS",
+        "TRANSFERS",
+        "HISTORY",
+        "SNAPSHOT",
+        "PURGED",
+        "CKPT@START",
+        "COMMIT@START",
+        "REAPPLIED"
+    );
+    for r in status.nodes.iter().filter(|r| r.reachable) {
+        out.push_str(&format!(
+            "{:<8} {:>4} {:>10} {:>9} {:>10} {:>12} {:>12} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
+            r.site,
+            r.node_id,
+            mib(r.data_dir_bytes),
+            mib(r.resident_bytes),
+            r.accounts,
+            r.transfers_indexed,
+            r.history_rows_indexed,
+            r.snapshot_index,
+            r.purged_index,
+            r.checkpoint_index_at_start,
+            r.committed_index_at_start,
+            r.entries_reapplied_at_start
         ));
     }
     out
