@@ -80,7 +80,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     crate::failpoint::arm(&config.failpoints);
-    let (log_store, state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
+    let (log_store, mut state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
+    state_machine.meta_only_at_start();
     let committed_index = log_store.committed_index();
     let reader = state_machine.reader();
     let keys = KeyRing::load(&config.data_key_file)?;
