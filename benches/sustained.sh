@@ -55,6 +55,7 @@ cleanup() {
   local status=$?
   set +e
   for pid in "${own_pids[@]}"; do
+    pkill -TERM -P "$pid" 2>/dev/null # the add-node retry loop's current attempt
     kill -TERM "$pid" 2>/dev/null
   done
   for pid in "${own_pids[@]}"; do
@@ -267,10 +268,18 @@ t0=$(now)
 start_node "$victim"
 commit_at_restart=$(status_json | jq --argjson l "$leader" '[.nodes[] | select(.node_id == $l) | .commit_index][0] // 0')
 add_start_s=$(since "$t0")
-"${cluster[@]}" add-node --site primary --id "$victim" --zone "$(topology_field "$victim" zone)" \
-  --client-addr "$(topology_field "$victim" client_addr)" --peer-addr "$(topology_field "$victim" peer_addr)" \
-  --catch-up-timeout-secs "$catch_up_deadline_secs" --json \
-  >"$report/add-node.json" 2>"$report/add-node.err" &
+# An election can leave the site without a leader for a moment ("no leader right now"): retry
+# for up to a minute (the first 10 M run lost its wipe measurement to that).
+add_back() {
+  local until=$((SECONDS + 60))
+  while ! "${cluster[@]}" add-node --site primary --id "$victim" --zone "$(topology_field "$victim" zone)" \
+    --client-addr "$(topology_field "$victim" client_addr)" --peer-addr "$(topology_field "$victim" peer_addr)" \
+    --catch-up-timeout-secs "$catch_up_deadline_secs" --json >"$report/add-node.json" 2>>"$report/add-node.err"; do
+    [ $SECONDS -lt $until ] || return 1
+    sleep 1
+  done
+}
+add_back &
 add_pid=$!
 own_pids+=($add_pid)
 wipe_s=$(wait_caught_up "$victim" "$commit_at_restart" "$t0")
