@@ -654,12 +654,15 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        // Taken whatever this call returns: left set when there was no checkpoint yet, it made
+        // a later request (a follower's) get the checkpoint instead of a stream.
+        let meta_only = std::mem::take(&mut self.meta_only);
         let Some(durable) = self.durable.lock().expect("lock is never poisoned").clone() else {
             return Ok(None);
         };
         let generation = self.generation();
         assert_eq!(generation.number, durable.generation, "the durable checkpoint is the current generation's");
-        if std::mem::take(&mut self.meta_only) {
+        if meta_only {
             // openraft's start-up reads only the meta (see `meta_only_at_start`); the data is
             // the checkpoint itself, which no follower can install (the stream has its own
             // magic), should anything else ever read it.

@@ -393,7 +393,13 @@ async fn the_start_up_snapshot_request_reads_only_the_meta() {
     use openraft::storage::RaftStateMachine;
 
     let (dir, mut sm) = must_small_ledger().await;
+    // With no checkpoint yet the start-up request finds nothing, and the next request (a
+    // follower's, once one is built) gets a stream, not the checkpoint.
+    sm.meta_only_at_start();
+    assert!(sm.get_current_snapshot().await.unwrap().is_none());
     let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let stream = sm.get_current_snapshot().await.unwrap().expect("a checkpoint exists");
+    sm.install_snapshot(&stream.meta, stream.snapshot).await.expect("a stream installs");
     let head = sm.reader().journal_head();
     drop(sm);
     let snapshot_files =
