@@ -10,6 +10,7 @@
 # no DR site; insecure: primary + DR without TLS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 mode="${1:-default}"
 seconds="${2:-20}"
 accounts=10000
@@ -26,12 +27,7 @@ esac
 target/release/ledger-cluster "${up_args[@]}" >"$data/up.out" 2>&1 &
 up_pid=$!
 trap 'kill -TERM $up_pid 2>/dev/null; wait $up_pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 120); do
-  grep -q '^ready' "$data/up.out" && break
-  kill -0 $up_pid 2>/dev/null || { cat "$data/up.out" >&2; exit 1; }
-  sleep 0.5
-done
-grep -q '^ready' "$data/up.out" || { echo "cluster not ready" >&2; exit 1; }
+wait_ready "$data/up.out" "$up_pid"
 ledger=(target/release/ledger --endpoints 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103 --json)
 if [ "$tls" = 1 ]; then
   ledger+=(--ca "$data/certs/ca.pem" --cert "$data/certs/clients/writer.pem" --key "$data/certs/clients/writer.key")

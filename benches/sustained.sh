@@ -22,6 +22,7 @@
 # Needs jq. Stops every process it started, by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 transfers="${1:-10000000}"
 accounts="${2:-1000000}"
 interval_secs="${INTERVAL_SECS:-60}"
@@ -75,12 +76,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-for _ in $(seq 120); do
-  grep -q '^ready' "$data/up.out" && break
-  kill -0 $up_pid 2>/dev/null || { cat "$data/up.out" >&2; exit 1; }
-  sleep 0.5
-done
-grep -q '^ready' "$data/up.out" || { echo "cluster not ready" >&2; exit 1; }
+wait_ready "$data/up.out" "$up_pid"
 log "cluster up under $data"
 
 endpoints=127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103
