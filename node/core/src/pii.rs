@@ -29,12 +29,14 @@ impl fmt::Debug for Sealed {
     }
 }
 
-/// The three personal-data fields an account may carry, each optional.
+/// The three personal-data fields an account may carry, each optional. Boxed: an account
+/// without them (most ledger-internal accounts) carries three null pointers instead of 120
+/// bytes, at a million accounts in memory; the encoding is the same as unboxed.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccountPii {
-    pub holder_name: Option<Sealed>,
-    pub national_id: Option<Sealed>,
-    pub card_number: Option<Sealed>,
+    pub holder_name: Option<Box<Sealed>>,
+    pub national_id: Option<Box<Sealed>>,
+    pub card_number: Option<Box<Sealed>>,
 }
 
 /// Masks a card number as `6222 **** **** 0123`: the first four and last four digits stay.

@@ -131,7 +131,7 @@ pub fn validate_new_account(new: &NewAccount) -> Result<Currency, ResultCode> {
             return Err(ResultCode::OverdraftLimitInvalid);
         }
     }
-    let pii_len_ok = |field: &Option<Sealed>| {
+    let pii_len_ok = |field: &Option<Box<Sealed>>| {
         // GCM adds a 16-byte tag to the plaintext.
         field.as_ref().is_none_or(|s| s.ciphertext.len() <= limits::PII_BYTES_MAX + 16)
     };

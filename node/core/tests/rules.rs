@@ -130,14 +130,20 @@ fn account_creation_rules() {
         (
             "holder name at the limit (128 + tag)",
             NewAccount {
-                pii: AccountPii { holder_name: Some(sealed(limits::PII_BYTES_MAX + 16)), ..AccountPii::default() },
+                pii: AccountPii {
+                    holder_name: Some(Box::new(sealed(limits::PII_BYTES_MAX + 16))),
+                    ..AccountPii::default()
+                },
                 ..new_account("erin", "EUR")
             },
         ),
         (
             "card number one byte over the limit",
             NewAccount {
-                pii: AccountPii { card_number: Some(sealed(limits::PII_BYTES_MAX + 17)), ..AccountPii::default() },
+                pii: AccountPii {
+                    card_number: Some(Box::new(sealed(limits::PII_BYTES_MAX + 17))),
+                    ..AccountPii::default()
+                },
                 ..new_account("frank", "EUR")
             },
         ),

@@ -62,11 +62,11 @@ pub fn new_account(p: &pb::NewAccount, keys: &DataKeys, key_id: u32) -> Result<N
     };
     let flags = p.flags.unwrap_or_default();
     let data = p.personal_data.clone().unwrap_or_default();
-    let seal = |field: Field, value: &Option<String>| -> Result<Option<ledger_core::pii::Sealed>, ResultCode> {
+    let seal = |field: Field, value: &Option<String>| -> Result<Option<Box<ledger_core::pii::Sealed>>, ResultCode> {
         match value {
             None => Ok(None),
             Some(text) if text.len() > ledger_core::limits::PII_BYTES_MAX => Err(ResultCode::PersonalDataTooLong),
-            Some(text) => Ok(Some(keys.seal_with(key_id, id.as_str(), field, text))),
+            Some(text) => Ok(Some(Box::new(keys.seal_with(key_id, id.as_str(), field, text)))),
         }
     };
     let pii = AccountPii {
@@ -159,8 +159,8 @@ pub fn new_transfer_to_proto(t: &NewTransfer) -> pb::NewTransfer {
 
 /// An account for a response: personal data in clear if `reveal`, masked otherwise.
 pub fn account_to_proto(a: &Account, keys: &DataKeys, reveal: bool) -> pb::Account {
-    let open = |field: Field, sealed: &Option<pii::Sealed>, mask: fn(&str) -> String| -> Option<String> {
-        let sealed = sealed.as_ref()?;
+    let open = |field: Field, sealed: Option<&pii::Sealed>, mask: fn(&str) -> String| -> Option<String> {
+        let sealed = sealed?;
         Some(match keys.open(a.id.as_str(), field, sealed) {
             Ok(text) if reveal => text,
             Ok(text) => mask(&text),
@@ -193,9 +193,9 @@ pub fn account_to_proto(a: &Account, keys: &DataKeys, reveal: bool) -> pb::Accou
         created_seq: a.created_seq,
         history_len: a.history_len,
         personal_data: Some(pb::PersonalData {
-            holder_name: open(Field::HolderName, &a.pii.holder_name, pii::mask_name),
-            national_id: open(Field::NationalId, &a.pii.national_id, pii::mask_national_id),
-            card_number: open(Field::CardNumber, &a.pii.card_number, pii::mask_card_number),
+            holder_name: open(Field::HolderName, a.pii.holder_name.as_deref(), pii::mask_name),
+            national_id: open(Field::NationalId, a.pii.national_id.as_deref(), pii::mask_national_id),
+            card_number: open(Field::CardNumber, a.pii.card_number.as_deref(), pii::mask_card_number),
         }),
         personal_data_masked: !reveal,
     }

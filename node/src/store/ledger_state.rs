@@ -130,8 +130,8 @@ impl Serialize for AccountsCut {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.len))?;
-        for account in self.shards.iter().flat_map(|shard| shard.values()) {
-            seq.serialize_element(account)?;
+        for account in self.shards.iter().flat_map(|shard| shard.iter()) {
+            seq.serialize_element(&**account)?;
         }
         seq.end()
     }
@@ -149,18 +149,25 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointIn, StoreError> {
 /// Maps keyed by account id hash with foldhash (randomly seeded per process): SipHash was a
 /// tenth of the apply's time at four lookups per transfer.
 type ByAccount<V> = HashMap<AccountId, V, foldhash::quality::RandomState>;
-type Shard = ByAccount<Account>;
+
+/// One shard of accounts: a table of shared accounts found by their own id (no second copy of
+/// the id as a key). An entry is a pointer: the table's empty slots cost 8 bytes, not an
+/// account, and copying the shard for a cut copies pointers.
+type Shard = hashbrown::HashTable<Arc<Account>>;
 
 /// Account shards: enough that copying one is a small step, few enough that a cut is cheap.
 const ACCOUNT_SHARDS: usize = 256;
 
 /// The accounts, in copy-on-write shards. A checkpoint cut takes the shard pointers (O(shards)
 /// under the lock instead of encoding a million accounts there: that paused the apply for 1 to
-/// 3 s); the apply copies a shard the first time it writes to it while a cut still holds it.
-/// The cut is encoded on another thread and then dropped.
+/// 3 s); the apply copies a shard (its pointers) the first time it writes to it while a cut
+/// still holds it, and writes a new account in place of the one the cut shares. The cut is
+/// encoded on another thread and then dropped: a checkpoint costs one table of pointers per
+/// shard and one copy of each account written meanwhile, not a copy of every account.
 struct Accounts {
-    /// Picks an account's shard (its own seed: the shards' maps hash with theirs).
-    shard_of: foldhash::quality::RandomState,
+    /// One hash per id, for both the shard (bits 32..40) and the slot within it: the table
+    /// uses the low bits for the slot and the top seven as its tag, so the shard takes neither.
+    hasher: foldhash::quality::RandomState,
     shards: Vec<Arc<Shard>>,
     len: usize,
 }
@@ -168,28 +175,43 @@ struct Accounts {
 impl Accounts {
     fn new() -> Accounts {
         Accounts {
-            shard_of: foldhash::quality::RandomState::default(),
-            shards: (0..ACCOUNT_SHARDS).map(|_| Arc::new(Shard::default())).collect(),
+            hasher: foldhash::quality::RandomState::default(),
+            shards: (0..ACCOUNT_SHARDS).map(|_| Arc::new(Shard::new())).collect(),
             len: 0,
         }
     }
 
-    fn shard(&self, id: &AccountId) -> usize {
-        (self.shard_of.hash_one(id) % ACCOUNT_SHARDS as u64) as usize
+    fn hash(&self, id: &AccountId) -> u64 {
+        self.hasher.hash_one(id)
+    }
+
+    fn shard(hash: u64) -> usize {
+        ((hash >> 32) % ACCOUNT_SHARDS as u64) as usize
     }
 
     fn get(&self, id: &AccountId) -> Option<&Account> {
-        self.shards[self.shard(id)].get(id)
+        let hash = self.hash(id);
+        self.shards[Self::shard(hash)].find(hash, |a| a.id == *id).map(|a| &**a)
     }
 
     fn contains(&self, id: &AccountId) -> bool {
-        self.shards[self.shard(id)].contains_key(id)
+        self.get(id).is_some()
     }
 
-    fn insert(&mut self, id: AccountId, account: Account) {
-        let shard = self.shard(&id);
-        if Arc::make_mut(&mut self.shards[shard]).insert(id, account).is_none() {
-            self.len += 1;
+    fn insert(&mut self, account: Account) {
+        let hash = self.hash(&account.id);
+        let hasher = &self.hasher;
+        let shard = Arc::make_mut(&mut self.shards[Self::shard(hash)]);
+        match shard.entry(hash, |a| a.id == account.id, |a| hasher.hash_one(&a.id)) {
+            // In place unless a cut shares it: most writes allocate nothing.
+            hashbrown::hash_table::Entry::Occupied(mut slot) => match Arc::get_mut(slot.get_mut()) {
+                Some(held) => *held = account,
+                None => *slot.get_mut() = Arc::new(account),
+            },
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(Arc::new(account));
+                self.len += 1;
+            }
         }
     }
 
@@ -198,7 +220,7 @@ impl Accounts {
     }
 
     fn values(&self) -> impl Iterator<Item = &Account> {
-        self.shards.iter().flat_map(|shard| shard.values())
+        self.shards.iter().flat_map(|shard| shard.iter().map(|a| &**a))
     }
 
     fn cut(&self) -> AccountsCut {
@@ -448,7 +470,7 @@ impl LedgerState {
         }
         let mut accounts = Accounts::new();
         for account in body.accounts {
-            accounts.insert(account.id.clone(), account);
+            accounts.insert(account);
         }
         let mut state = LedgerState {
             accounts,
@@ -560,7 +582,8 @@ impl LedgerState {
             self.site_log.push(entry);
         }
         for (id, account) in changes.accounts {
-            self.accounts.insert(id, account);
+            debug_assert_eq!(id, account.id);
+            self.accounts.insert(account);
         }
         for (id, end) in transfers {
             let position = self.logs[TRANSFERS].append(record(end))?;
