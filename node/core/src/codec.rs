@@ -53,6 +53,25 @@ pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
     postcard::take_from_bytes(body).map(|(value, _)| value).map_err(|e| CodecError::Malformed(e.to_string()))
 }
 
+/// The length of the front of an [`encode`]d record that holds its first value, when that
+/// value is a string: the version byte, the length varint and the string's bytes (the id of a
+/// stored transfer, the account of a history row). `None` if the bytes do not start that way.
+pub fn string_prefix_len(bytes: &[u8]) -> Option<usize> {
+    let (version, body) = bytes.split_first()?;
+    if *version != FORMAT_VERSION {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for (i, byte) in body.iter().enumerate().take(10) {
+        n |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            let end = (2 + i).checked_add(usize::try_from(n).ok()?)?;
+            return (end <= bytes.len()).then_some(end);
+        }
+    }
+    None
+}
+
 /// Feeds exactly the bytes of [`encode`]`(value)` to `sink`, in order, without building them:
 /// the journal hashes records this way, with no allocation (a 60 KiB entry's records used to
 /// be encoded into growing `Vec`s only to be hashed and dropped).
@@ -185,6 +204,21 @@ mod tests {
             super::encode_to(&value, &mut |chunk| fed.extend_from_slice(chunk));
             assert_eq!(fed, super::encode(&value));
         }
+    }
+
+    /// Goal: `string_prefix_len` finds exactly the encoded first string of a record (short and
+    /// long length varints), and nothing in bytes that do not start with one.
+    #[test]
+    fn string_prefix_len_covers_the_first_string() {
+        for id in ["t", "t-42", &"x".repeat(64), &"y".repeat(300)] {
+            let record = super::encode(&(id, 7u64, "tail"));
+            let len = super::string_prefix_len(&record).unwrap();
+            assert_eq!(len, super::encode(&id).len());
+            assert_eq!(super::decode_prefix::<String>(&record[..len]).unwrap(), id);
+        }
+        assert_eq!(super::string_prefix_len(&[]), None);
+        assert_eq!(super::string_prefix_len(&[super::FORMAT_VERSION, 5, b'a']), None, "runs past the end");
+        assert_eq!(super::string_prefix_len(&[super::FORMAT_VERSION.wrapping_add(1), 0]), None);
     }
 
     use std::str::FromStr;

@@ -46,6 +46,8 @@ use serde::Deserialize;
 use serde::Serialize;
 
 use super::StoreError;
+use super::segment;
+use super::segment::KeyOf;
 use super::segment::SegmentLog;
 use super::segment::SegmentReader;
 use crate::raft::types::LogId;
@@ -59,6 +61,16 @@ pub const TRANSFERS: usize = 0;
 pub const HISTORY: usize = 1;
 pub const JOURNAL: usize = 2;
 pub const LOG_NAMES: [&str; 3] = ["transfers", "history", "journal"];
+
+/// What each log's key files keep of a record (see `segment`): the transfer's id, the history
+/// row's account, nothing of a journal record (its position is all the rebuild needs).
+pub const KEY_OF: [KeyOf; 3] = [string_key_len, string_key_len, segment::no_key];
+
+/// A transfer record starts with the transfer's id, a history record with the account's (a
+/// record that does not is left keyless, and the rebuild reports it as corrupt).
+fn string_key_len(record: &[u8]) -> usize {
+    codec::string_prefix_len(record).unwrap_or(0)
+}
 
 /// Where a log's current content starts (after a reset) and ends, as a checkpoint records it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -424,11 +436,8 @@ impl LedgerState {
     /// Opens the generation in `dir` at `checkpoint` (none: the empty state), truncating its
     /// logs to the checkpoint's lengths and rebuilding the indexes from them.
     pub fn open(dir: &Path, checkpoint: Option<CheckpointIn>) -> Result<LedgerState, StoreError> {
-        let mut logs = [
-            SegmentLog::open(&dir.join(LOG_NAMES[TRANSFERS]), ROLL_BYTES)?,
-            SegmentLog::open(&dir.join(LOG_NAMES[HISTORY]), ROLL_BYTES)?,
-            SegmentLog::open(&dir.join(LOG_NAMES[JOURNAL]), ROLL_BYTES)?,
-        ];
+        let open = |i: usize| SegmentLog::open(&dir.join(LOG_NAMES[i]), ROLL_BYTES, KEY_OF[i]);
+        let mut logs = [open(TRANSFERS)?, open(HISTORY)?, open(JOURNAL)?];
         let body = match checkpoint {
             Some(body) => body,
             None => {
@@ -491,18 +500,22 @@ impl LedgerState {
         Ok(state)
     }
 
-    /// Rebuilds the transfer, history and journal indexes from the logs, and checks them
-    /// against what the in-memory state says they must hold.
+    /// Rebuilds the transfer, history and journal indexes from the logs' key files (and from
+    /// the records where a key file falls short, rewriting it), and checks them against what
+    /// the in-memory state says they must hold.
     fn rebuild_indexes(&mut self) -> Result<(), StoreError> {
         let LedgerState { accounts, history, journal, transfers, history_rows, logs, bases, meta, .. } = self;
         let [transfer_log, history_log, journal_log] = &*logs;
-        transfer_log.for_each(bases[TRANSFERS], transfer_log.len(), &mut |position, bytes| {
-            let id: TransferId = codec::decode_prefix(bytes)
-                .map_err(|e| StoreError::Corrupt { what: "transfer record", detail: format!("at {position}: {e}") })?;
-            transfers.insert(&id, position, transfer_log);
-            Ok(())
-        })?;
-        history_log.for_each(bases[HISTORY], history_log.len(), &mut |position, bytes| {
+        let short_transfers =
+            transfer_log.for_each_key(bases[TRANSFERS], transfer_log.len(), &mut |position, bytes| {
+                let id: TransferId = codec::decode_prefix(bytes).map_err(|e| StoreError::Corrupt {
+                    what: "transfer record",
+                    detail: format!("at {position}: {e}"),
+                })?;
+                transfers.insert(&id, position, transfer_log);
+                Ok(())
+            })?;
+        let short_history = history_log.for_each_key(bases[HISTORY], history_log.len(), &mut |position, bytes| {
             let account: AccountId = codec::decode_prefix(bytes)
                 .map_err(|e| StoreError::Corrupt { what: "history record", detail: format!("at {position}: {e}") })?;
             if !accounts.contains(&account) {
@@ -515,7 +528,7 @@ impl LedgerState {
             *history_rows += 1;
             Ok(())
         })?;
-        journal_log.for_each(bases[JOURNAL], journal_log.len(), &mut |position, _| {
+        let short_journal = journal_log.for_each_key(bases[JOURNAL], journal_log.len(), &mut |position, _| {
             journal.push(position);
             Ok(())
         })?;
@@ -537,6 +550,11 @@ impl LedgerState {
                 what: "journal log",
                 detail: format!("{} records in the log, the head is at seq {}", journal.len(), meta.journal.seq),
             });
+        }
+        for (log, short) in logs.iter_mut().zip([short_transfers, short_history, short_journal]) {
+            if !short.is_empty() {
+                log.rewrite_keys(&short)?;
+            }
         }
         Ok(())
     }

@@ -11,6 +11,15 @@
 //! created). Recovery is by length, not by scanning for a torn tail: the checkpoint that names
 //! a length was written only after the bytes up to it were synced, and start-up truncates the
 //! log to that length (`truncate`), because anything after it is redone from the Raft log.
+//!
+//! Beside each segment file `n.seg` is its key file `n.keys`: one entry per record, `offset:
+//! u32 LE ‖ frame_len: u32 LE ‖ key_len: u8 ‖ key ‖ crc32: u32 LE` (the crc over the entry's
+//! other bytes), where the key is the front of the record that the start-up index rebuild
+//! needs (a transfer's id, a history row's account; nothing for the journal), as the log's
+//! [`KeyOf`] says. A start-up then reads ~25 bytes per record instead of the record. Key files
+//! are derived data: an entry counts only while the entries from offset 0 chain frame to
+//! frame within the segment, and where they stop, the rebuild reads the records themselves and
+//! rewrites the key file ([`SegmentLog::for_each_key`], [`SegmentLog::rewrite_keys`]).
 
 use std::fs::File;
 use std::fs::OpenOptions;
@@ -52,6 +61,70 @@ struct Segment {
     dirty: bool,
     /// Bytes of the file below this offset were handed to the background fsync.
     writeback_from: u64,
+    keys_path: PathBuf,
+    keys_file: File,
+    /// Bytes in the key file (`pending_keys` is appended after them).
+    keys_len: u64,
+}
+
+impl Segment {
+    fn open(dir: &Path, index: u64, create: bool) -> Result<(Segment, bool), StoreError> {
+        let path = dir.join(format!("{index:08}.seg"));
+        let file = OpenOptions::new().read(true).write(true).create_new(create).open(&path).map_err(io_err(&path))?;
+        let len = file.metadata().map_err(io_err(&path))?.len();
+        let keys_path = dir.join(format!("{index:08}.keys"));
+        let keys_existed = keys_path.exists();
+        let keys_file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(create)
+            .open(&keys_path)
+            .map_err(io_err(&keys_path))?;
+        let keys_len = keys_file.metadata().map_err(io_err(&keys_path))?.len();
+        let segment = Segment {
+            index,
+            path,
+            file: Arc::new(file),
+            len,
+            dirty: create,
+            writeback_from: len,
+            keys_path,
+            keys_file,
+            keys_len,
+        };
+        Ok((segment, create || !keys_existed))
+    }
+
+    /// The key file's bytes as written (not the log's pending ones).
+    fn read_keys(&self) -> Result<Vec<u8>, StoreError> {
+        let mut keys = vec![0u8; self.keys_len as usize];
+        self.keys_file.read_exact_at(&mut keys, 0).map_err(io_err(&self.keys_path))?;
+        Ok(keys)
+    }
+
+    /// How far the key entries chain from offset 0 without passing `limit`: (key-file bytes,
+    /// segment offset) of the end of the last entry that counts.
+    fn keys_cover(keys: &[u8], limit: u64) -> (usize, u64) {
+        let (mut at, mut covered) = (0, 0);
+        while let Some((entry, next)) = key_entry_at(keys, at) {
+            if entry.offset != covered || covered + entry.frame_len > limit {
+                break;
+            }
+            covered += entry.frame_len;
+            at = next;
+        }
+        (at, covered)
+    }
+
+    /// Replaces the key file's bytes from `at` with `tail`.
+    fn write_keys_from(&mut self, at: u64, tail: &[u8]) -> Result<(), StoreError> {
+        self.keys_file.set_len(at).map_err(io_err(&self.keys_path))?;
+        self.keys_file.write_all_at(tail, at).map_err(io_err(&self.keys_path))?;
+        self.keys_len = at + tail.len() as u64;
+        self.dirty = true;
+        Ok(())
+    }
 }
 
 /// Written bytes after which a background thread fsyncs the segment, as RocksDB's
@@ -92,8 +165,55 @@ impl Writeback {
     }
 }
 
-/// What [`SegmentLog::for_each`] calls with each record's position and bytes.
+/// What [`SegmentLog::for_each_key`] calls with each record's position and key (or, where the
+/// key file is missing, the whole record: the key is its front, so a caller decodes both alike).
 pub type RecordVisitor<'a> = dyn FnMut(u64, &[u8]) -> Result<(), StoreError> + 'a;
+
+/// The length of a record's key: the front of it that its key file keeps (at most 255 bytes).
+pub type KeyOf = fn(&[u8]) -> usize;
+
+/// For a log whose rebuild needs only the records' positions.
+pub fn no_key(_: &[u8]) -> usize {
+    0
+}
+
+/// A key entry's bytes besides the key: offset, frame length, key length, crc.
+const KEY_ENTRY_FIXED_BYTES: usize = 4 + 4 + 1 + 4;
+
+/// Appends the key entry of the record framed at `offset` of its segment.
+fn push_key_entry(keys: &mut Vec<u8>, offset: u64, record: &[u8], key_len: usize) {
+    assert!(key_len <= usize::from(u8::MAX) && key_len <= record.len(), "key of {key_len} bytes");
+    let start = keys.len();
+    keys.extend_from_slice(&u32::try_from(offset).expect("segments are under 4 GiB").to_le_bytes());
+    keys.extend_from_slice(&(record.len() as u32).to_le_bytes());
+    keys.push(key_len as u8);
+    keys.extend_from_slice(&record[..key_len]);
+    let crc = crc32fast::hash(&keys[start..]);
+    keys.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// One entry of a key file.
+struct KeyEntry<'a> {
+    offset: u64,
+    frame_len: u64,
+    key: &'a [u8],
+}
+
+/// The entry at byte `at` of a key file's bytes and where the next starts; `None` at the end
+/// or at a torn or damaged entry.
+fn key_entry_at(keys: &[u8], at: usize) -> Option<(KeyEntry<'_>, usize)> {
+    let fixed = keys.get(at..at + 9)?;
+    let key_len = usize::from(fixed[8]);
+    let end = at + KEY_ENTRY_FIXED_BYTES + key_len;
+    let entry = keys.get(at..end)?;
+    let (body, crc) = entry.split_at(entry.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
+        return None;
+    }
+    let offset = u64::from(u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")));
+    let len = u64::from(u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")));
+    Some((KeyEntry { offset, frame_len: FRAME_HEADER_BYTES + len, key: &body[9..] }, end))
+}
 
 /// `Read` over a file from an offset, with `pread` (never moves a shared file offset).
 struct ReadAt<'a> {
@@ -115,6 +235,9 @@ pub struct SegmentLog {
     segments: Vec<Segment>,
     /// Bytes appended to the last segment and not yet written to it.
     pending: Vec<u8>,
+    /// Their key entries, not yet written to the last segment's key file.
+    pending_keys: Vec<u8>,
+    key_of: KeyOf,
     /// A segment file was created or removed since the last `sync`: the directory needs one.
     dir_dirty: bool,
     /// Started at the first write that needs it.
@@ -168,9 +291,10 @@ fn read_frame_in(file: &File, path: &Path, len: u64, position: u64, offset: u64)
 
 impl SegmentLog {
     /// Opens the log in `dir` (creating it), with every existing segment as it is on disk.
-    /// The caller truncates to its checkpoint's length before appending.
-    pub fn open(dir: &Path, roll_bytes: u64) -> Result<SegmentLog, StoreError> {
-        assert!(roll_bytes > FRAME_HEADER_BYTES + 1);
+    /// The caller truncates to its checkpoint's length before appending. `key_of` says which
+    /// front of each record its key file keeps.
+    pub fn open(dir: &Path, roll_bytes: u64, key_of: KeyOf) -> Result<SegmentLog, StoreError> {
+        assert!(roll_bytes > FRAME_HEADER_BYTES + 1 && roll_bytes <= u64::from(u32::MAX));
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         let mut indexes = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
@@ -195,23 +319,24 @@ impl SegmentLog {
             roll_bytes,
             segments: Vec::new(),
             pending: Vec::new(),
+            pending_keys: Vec::new(),
+            key_of,
             dir_dirty: false,
             writeback: None,
         };
         for index in indexes {
-            let path = log.segment_path(index);
-            let file = OpenOptions::new().read(true).write(true).open(&path).map_err(io_err(&path))?;
-            let len = file.metadata().map_err(io_err(&path))?.len();
-            if len > roll_bytes {
-                return Err(corrupt(format!("{} is {len} bytes, over the segment size {roll_bytes}", path.display())));
+            let (segment, created_keys) = Segment::open(dir, index, false)?;
+            if segment.len > roll_bytes {
+                return Err(corrupt(format!(
+                    "{} is {} bytes, over the segment size {roll_bytes}",
+                    segment.path.display(),
+                    segment.len
+                )));
             }
-            log.segments.push(Segment { index, path, file: Arc::new(file), len, dirty: false, writeback_from: len });
+            log.dir_dirty |= created_keys;
+            log.segments.push(segment);
         }
         Ok(log)
-    }
-
-    fn segment_path(&self, index: u64) -> PathBuf {
-        self.dir.join(format!("{index:08}.seg"))
     }
 
     /// The logical end: where the next record goes (if it fits in the current segment).
@@ -229,9 +354,8 @@ impl SegmentLog {
     fn new_segment(&mut self) -> Result<(), StoreError> {
         self.write_pending()?;
         let index = self.segments.last().map_or(0, |s| s.index + 1);
-        let path = self.segment_path(index);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(io_err(&path))?;
-        self.segments.push(Segment { index, path, file: Arc::new(file), len: 0, dirty: true, writeback_from: 0 });
+        let (segment, _) = Segment::open(&self.dir, index, true)?;
+        self.segments.push(segment);
         self.dir_dirty = true;
         Ok(())
     }
@@ -247,6 +371,7 @@ impl SegmentLog {
             self.new_segment()?;
         }
         let position = self.len();
+        push_key_entry(&mut self.pending_keys, position % self.roll_bytes, bytes, (self.key_of)(bytes));
         let len = bytes.len() as u32;
         self.pending.extend_from_slice(&len.to_le_bytes());
         self.pending.extend_from_slice(&frame_crc(len, bytes).to_le_bytes());
@@ -258,6 +383,8 @@ impl SegmentLog {
         Ok(position)
     }
 
+    /// Writes the buffered records, then their key entries (a crash between leaves a key file
+    /// short of its segment, which the next start-up fills in).
     fn write_pending(&mut self) -> Result<(), StoreError> {
         if self.pending.is_empty() {
             return Ok(());
@@ -267,6 +394,9 @@ impl SegmentLog {
         last.len += self.pending.len() as u64;
         last.dirty = true;
         self.pending.clear();
+        last.keys_file.write_all_at(&self.pending_keys, last.keys_len).map_err(io_err(&last.keys_path))?;
+        last.keys_len += self.pending_keys.len() as u64;
+        self.pending_keys.clear();
         if last.len - last.writeback_from >= WRITEBACK_EVERY_BYTES {
             self.writeback.get_or_insert_with(|| Writeback::start(&self.dir)).request(&last.file);
             last.writeback_from = last.len;
@@ -285,6 +415,7 @@ impl SegmentLog {
         self.write_pending()?;
         for segment in self.segments.iter_mut().filter(|s| s.dirty) {
             segment.file.sync_data().map_err(io_err(&segment.path))?;
+            segment.keys_file.sync_data().map_err(io_err(&segment.keys_path))?;
             segment.dirty = false;
         }
         if self.dir_dirty {
@@ -295,7 +426,8 @@ impl SegmentLog {
     }
 
     /// Cuts the log back to `len` (a checkpoint's recorded length): later segments are
-    /// removed and the last one truncated. Durable when it returns.
+    /// removed and the last one truncated, its key file to the entries that chain within it
+    /// and then filled in from the records up to `len`. Durable when it returns.
     pub fn truncate(&mut self, len: u64) -> Result<(), StoreError> {
         self.write_pending()?;
         assert!(len <= self.len(), "truncate to {len} past the end {}", self.len());
@@ -308,19 +440,35 @@ impl SegmentLog {
         while self.segments.len() > keep {
             let segment = self.segments.pop().expect("more segments than kept");
             std::fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
+            std::fs::remove_file(&segment.keys_path).map_err(io_err(&segment.keys_path))?;
             self.dir_dirty = true;
         }
-        if let Some(last) = self.segments.last_mut() {
+        if let Some(last) = self.segments.last() {
             let in_last = len - last.index * self.roll_bytes;
             assert!(in_last <= last.len, "truncate to {len}: inside the unused tail of segment {}", last.index);
+            let (kept_keys, covered) = Segment::keys_cover(&last.read_keys()?, in_last);
+            let missing = self.keys_of_records(last, covered, in_last)?;
+            let last = self.segments.last_mut().expect("a last segment");
             last.file.set_len(in_last).map_err(io_err(&last.path))?;
             last.len = in_last;
             last.writeback_from = last.writeback_from.min(in_last);
-            last.dirty = true;
+            last.write_keys_from(kept_keys as u64, &missing)?;
         }
         self.sync()?;
         assert_eq!(self.len(), len);
         Ok(())
+    }
+
+    /// The key entries of the records in `[from, to)` of a segment (offsets in it), read from
+    /// the records themselves.
+    fn keys_of_records(&self, segment: &Segment, from: u64, to: u64) -> Result<Vec<u8>, StoreError> {
+        let mut keys = Vec::new();
+        let start = segment.index * self.roll_bytes;
+        self.scan_segment(segment, from, to, &mut |position, record| {
+            push_key_entry(&mut keys, position - start, record, (self.key_of)(record));
+            Ok(())
+        })?;
+        Ok(keys)
     }
 
     /// The record at `position`, checked against its crc.
@@ -349,46 +497,95 @@ impl SegmentLog {
         Ok(bytes)
     }
 
-    /// Calls `each(position, record)` for every record in `[from, to)`, in order, reading the
-    /// files sequentially (for start-up rebuilds of indexes over gigabytes). Needs a flushed log.
-    pub fn for_each(&self, from: u64, to: u64, each: &mut RecordVisitor<'_>) -> Result<u64, StoreError> {
+    /// Calls `each(position, key)` for every record in `[from, to)`, in order: from the key
+    /// files, and where a key file stops short of its segment, from the records (the whole
+    /// record is passed: its key is its front). Returns the segments whose key files fell
+    /// short, for [`SegmentLog::rewrite_keys`]. Needs a flushed log.
+    pub fn for_each_key(&self, from: u64, to: u64, each: &mut RecordVisitor<'_>) -> Result<Vec<u64>, StoreError> {
         assert!(self.pending.is_empty(), "flush before scanning");
         assert!(from <= to && to <= self.len(), "scan [{from}, {to}) of a log of {}", self.len());
-        let mut n = 0;
+        let mut short = Vec::new();
         let mut position = from;
-        let mut bytes = Vec::new();
         while position < to {
             let index = position / self.roll_bytes;
             let segment = &self.segments[index as usize];
-            let segment_start = index * self.roll_bytes;
-            let end = (segment_start + segment.len).min(to);
-            if position >= end {
-                position = (index + 1) * self.roll_bytes;
-                continue;
-            }
-            let mut reader = std::io::BufReader::with_capacity(
-                1024 * 1024,
-                std::io::Read::take(ReadAt { file: &segment.file, offset: position - segment_start }, end - position),
-            );
-            while position < end {
-                let mut header = [0u8; FRAME_HEADER_BYTES as usize];
-                std::io::Read::read_exact(&mut reader, &mut header).map_err(io_err(&segment.path))?;
-                let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-                let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-                if len as usize > RECORD_BYTES_MAX || position + FRAME_HEADER_BYTES + u64::from(len) > end {
-                    return Err(corrupt(format!("position {position}: length {len} runs past the segment")));
+            let start = index * self.roll_bytes;
+            let end = (start + segment.len).min(to) - start;
+            let mut offset = position - start;
+            if offset < end {
+                let keys = segment.read_keys()?;
+                let (mut at, mut covered) = (0, 0);
+                while covered < end {
+                    let Some((entry, next)) = key_entry_at(&keys, at) else { break };
+                    if entry.offset != covered || covered + entry.frame_len > segment.len {
+                        break;
+                    }
+                    if covered >= offset {
+                        each(start + covered, entry.key)?;
+                    }
+                    covered += entry.frame_len;
+                    at = next;
                 }
-                bytes.resize(len as usize, 0);
-                std::io::Read::read_exact(&mut reader, &mut bytes).map_err(io_err(&segment.path))?;
-                if frame_crc(len, &bytes) != crc {
-                    return Err(corrupt(format!("position {position}: checksum mismatch")));
+                offset = offset.max(covered);
+                if offset < end {
+                    self.scan_segment(segment, offset, end, each)?;
                 }
-                each(position, &bytes)?;
-                n += 1;
-                position += FRAME_HEADER_BYTES + u64::from(len);
+                if covered < segment.len && end == segment.len {
+                    short.push(index);
+                }
             }
+            position = (index + 1) * self.roll_bytes;
         }
-        Ok(n)
+        Ok(short)
+    }
+
+    /// Rewrites the key files of `segments` from their records (after [`Self::for_each_key`]
+    /// found them short: written by a version without key files, or damaged). Durable when it
+    /// returns.
+    pub fn rewrite_keys(&mut self, segments: &[u64]) -> Result<(), StoreError> {
+        for &index in segments {
+            let segment = &self.segments[index as usize];
+            tracing::info!(segment = %segment.path.display(), "rewriting a key file from its records");
+            let keys = self.keys_of_records(segment, 0, segment.len)?;
+            self.segments[index as usize].write_keys_from(0, &keys)?;
+        }
+        self.sync()
+    }
+
+    /// Calls `each(position, record)` for every record framed in `[from, to)` of one segment
+    /// (offsets in it), reading the file sequentially.
+    fn scan_segment(
+        &self,
+        segment: &Segment,
+        from: u64,
+        to: u64,
+        each: &mut RecordVisitor<'_>,
+    ) -> Result<(), StoreError> {
+        let start = segment.index * self.roll_bytes;
+        let mut reader = std::io::BufReader::with_capacity(
+            1024 * 1024,
+            std::io::Read::take(ReadAt { file: &segment.file, offset: from }, to - from),
+        );
+        let mut bytes = Vec::new();
+        let mut offset = from;
+        while offset < to {
+            let position = start + offset;
+            let mut header = [0u8; FRAME_HEADER_BYTES as usize];
+            std::io::Read::read_exact(&mut reader, &mut header).map_err(io_err(&segment.path))?;
+            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+            if len as usize > RECORD_BYTES_MAX || offset + FRAME_HEADER_BYTES + u64::from(len) > to {
+                return Err(corrupt(format!("position {position}: length {len} runs past the segment")));
+            }
+            bytes.resize(len as usize, 0);
+            std::io::Read::read_exact(&mut reader, &mut bytes).map_err(io_err(&segment.path))?;
+            if frame_crc(len, &bytes) != crc {
+                return Err(corrupt(format!("position {position}: checksum mismatch")));
+            }
+            each(position, &bytes)?;
+            offset += FRAME_HEADER_BYTES + u64::from(len);
+        }
+        Ok(())
     }
 
     /// The file pieces holding the framed bytes of `[from, to)`, in order, as
@@ -420,6 +617,8 @@ impl SegmentLog {
         let mut handles = Vec::with_capacity(self.segments.len() + 1);
         for segment in &self.segments {
             handles.push((segment.path.clone(), segment.file.try_clone().map_err(io_err(&segment.path))?));
+            handles
+                .push((segment.keys_path.clone(), segment.keys_file.try_clone().map_err(io_err(&segment.keys_path))?));
         }
         handles.push((self.dir.clone(), File::open(&self.dir).map_err(io_err(&self.dir))?));
         Ok(handles)
@@ -480,7 +679,7 @@ mod tests {
     #[test]
     fn records_read_back_across_rolls_and_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = SegmentLog::open(dir.path(), 256).unwrap();
+        let mut log = SegmentLog::open(dir.path(), 256, no_key).unwrap();
         let positions: Vec<u64> = (0..100).map(|i| log.append(&record(i)).unwrap()).collect();
         log.sync().unwrap();
         assert!(log.segments.len() > 10, "small segments roll");
@@ -489,7 +688,7 @@ mod tests {
         }
         let end = log.len();
         drop(log);
-        let log = SegmentLog::open(dir.path(), 256).unwrap();
+        let log = SegmentLog::open(dir.path(), 256, no_key).unwrap();
         assert_eq!(log.len(), end);
         let scanned = log.scan(0).unwrap();
         assert_eq!(scanned.len(), 100);
@@ -503,7 +702,7 @@ mod tests {
     #[test]
     fn truncate_to_a_checkpoint_length_drops_the_tail() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = SegmentLog::open(dir.path(), 256).unwrap();
+        let mut log = SegmentLog::open(dir.path(), 256, no_key).unwrap();
         for i in 0..20 {
             log.append(&record(i)).unwrap();
         }
@@ -517,14 +716,14 @@ mod tests {
         let last = log.segments.last().unwrap();
         last.file.write_all_at(&[0xde, 0xad, 0xbe], last.len).unwrap();
         drop(log);
-        let mut log = SegmentLog::open(dir.path(), 256).unwrap();
+        let mut log = SegmentLog::open(dir.path(), 256, no_key).unwrap();
         log.truncate(checkpoint_len).unwrap();
         assert_eq!(log.len(), checkpoint_len);
         assert_eq!(log.scan(0).unwrap().len(), 20);
         let position = log.append(&record(99)).unwrap();
         log.sync().unwrap();
         assert_eq!(log.read(position).unwrap(), record(99));
-        let log = SegmentLog::open(dir.path(), 256).unwrap();
+        let log = SegmentLog::open(dir.path(), 256, no_key).unwrap();
         assert_eq!(log.scan(0).unwrap().len(), 21);
     }
 
@@ -534,7 +733,7 @@ mod tests {
     fn truncate_at_segment_boundaries() {
         let dir = tempfile::tempdir().unwrap();
         // Records of 8 + 24 bytes: exactly 4 per 128-byte segment.
-        let mut log = SegmentLog::open(dir.path(), 128).unwrap();
+        let mut log = SegmentLog::open(dir.path(), 128, no_key).unwrap();
         for i in 0..4u8 {
             log.append(&[i; 24]).unwrap();
         }
@@ -550,11 +749,110 @@ mod tests {
         assert!(log.scan(0).unwrap().is_empty());
     }
 
+    /// The key of a test record: its front up to the colon ("record 12").
+    fn up_to_colon(record: &[u8]) -> usize {
+        record.iter().position(|b| *b == b':').unwrap_or(0)
+    }
+
+    /// (position, key) of every record, as the start-up rebuild sees them, and the segments
+    /// whose key files fell short.
+    fn keys(log: &SegmentLog, from: u64) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
+        let mut seen = Vec::new();
+        let short = log
+            .for_each_key(from, log.len(), &mut |position, key| {
+                let front = key.iter().position(|b| *b == b':').unwrap_or(key.len());
+                seen.push((position, key[..front].to_vec()));
+                Ok(())
+            })
+            .unwrap();
+        (seen, short)
+    }
+
+    fn expected_keys(positions: &[u64], numbers: impl Iterator<Item = u32>) -> Vec<(u64, Vec<u8>)> {
+        positions.iter().zip(numbers).map(|(p, i)| (*p, format!("record {i}").into_bytes())).collect()
+    }
+
+    /// Goal: the rebuild reads keys from the key files, not the records: with every record's
+    /// tail damaged, the keys still come back whole, in order, with their positions, and no
+    /// segment is reported short.
+    #[test]
+    fn keys_come_from_the_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SegmentLog::open(dir.path(), 256, up_to_colon).unwrap();
+        let positions: Vec<u64> = (0..60).map(|i| log.append(&record(i)).unwrap()).collect();
+        log.sync().unwrap();
+        for segment in &log.segments {
+            let mut offset = 0;
+            while offset < segment.len {
+                let (bytes, next) = read_frame_in(&segment.file, &segment.path, segment.len, offset, offset).unwrap();
+                segment.file.write_all_at(b"!", offset + FRAME_HEADER_BYTES + bytes.len() as u64 - 1).unwrap();
+                offset = next;
+            }
+        }
+        let log = SegmentLog::open(dir.path(), 256, up_to_colon).unwrap();
+        assert_eq!(keys(&log, 0), (expected_keys(&positions, 0..60), vec![]));
+        assert_eq!(keys(&log, positions[30]).0, expected_keys(&positions[30..], 30..60), "from a base");
+        assert!(log.read(positions[0]).is_err(), "the records themselves are damaged");
+    }
+
+    /// Goal: a key file that is missing (a log written before key files), torn or damaged
+    /// counts up to its last good entry; the rest comes from the records, the segment is
+    /// reported short, and `rewrite_keys` makes it whole again, byte for byte.
+    #[test]
+    fn short_key_files_fall_back_to_the_records_and_are_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SegmentLog::open(dir.path(), 256, up_to_colon).unwrap();
+        let positions: Vec<u64> = (0..60).map(|i| log.append(&record(i)).unwrap()).collect();
+        log.sync().unwrap();
+        let whole: Vec<Vec<u8>> = log.segments.iter().map(|s| std::fs::read(&s.keys_path).unwrap()).collect();
+        let last = log.segments.len() - 1;
+        std::fs::remove_file(&log.segments[1].keys_path).unwrap();
+        log.segments[2].keys_file.set_len(whole[2].len() as u64 - 3).unwrap();
+        log.segments[3].keys_file.write_all_at(b"X", 20).unwrap();
+        drop(log);
+        let mut log = SegmentLog::open(dir.path(), 256, up_to_colon).unwrap();
+        let (seen, short) = keys(&log, 0);
+        assert_eq!(seen, expected_keys(&positions, 0..60));
+        assert_eq!(short, vec![1, 2, 3]);
+        log.rewrite_keys(&short).unwrap();
+        assert_eq!(keys(&log, 0), (expected_keys(&positions, 0..60), vec![]));
+        for (i, segment) in log.segments.iter().enumerate() {
+            assert_eq!(std::fs::read(&segment.keys_path).unwrap(), whole[i], "key file {i} of {last}");
+        }
+    }
+
+    /// Goal: truncating drops the key entries past the cut (new records of other lengths
+    /// never chain onto stale ones), and fills in entries a crash kept from the key file.
+    #[test]
+    fn truncate_cuts_and_fills_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SegmentLog::open(dir.path(), 4096, up_to_colon).unwrap();
+        let mut positions: Vec<u64> = (0..20).map(|i| log.append(&record(i)).unwrap()).collect();
+        log.sync().unwrap();
+        let cut = log.len();
+        for i in 20..40 {
+            log.append(&record(i)).unwrap();
+        }
+        log.sync().unwrap();
+        // A crash after the records were written and before the last ten key entries were.
+        let keys_len = log.segments[0].keys_len;
+        let entry = std::fs::read(&log.segments[0].keys_path).unwrap().len() as u64 / 40;
+        log.segments[0].keys_file.set_len(keys_len - 25 * entry).unwrap();
+        drop(log);
+        let mut log = SegmentLog::open(dir.path(), 4096, up_to_colon).unwrap();
+        log.truncate(cut).unwrap();
+        positions.extend((100..110).map(|i| log.append(&record(i)).unwrap()));
+        log.sync().unwrap();
+        drop(log);
+        let log = SegmentLog::open(dir.path(), 4096, up_to_colon).unwrap();
+        assert_eq!(keys(&log, 0), (expected_keys(&positions, (0..20).chain(100..110)), vec![]));
+    }
+
     /// Goal: a flipped byte is reported as corruption, never returned as a record.
     #[test]
     fn a_flipped_byte_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = SegmentLog::open(dir.path(), 1024).unwrap();
+        let mut log = SegmentLog::open(dir.path(), 1024, no_key).unwrap();
         let position = log.append(b"the bytes that matter").unwrap();
         log.sync().unwrap();
         let segment = &log.segments[0];

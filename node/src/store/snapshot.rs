@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use super::StoreError;
 use super::io_err;
 use super::ledger_state::Cut;
+use super::ledger_state::KEY_OF;
 use super::ledger_state::LOG_NAMES;
 use super::ledger_state::ROLL_BYTES;
 use super::segment;
@@ -97,7 +98,7 @@ pub fn read_into(reader: impl Read, dir: &Path, origin: &Path) -> Result<(Vec<u8
     let mut cuts = [Cut::default(); 3];
     let mut record = Vec::new();
     for (i, name) in LOG_NAMES.iter().enumerate() {
-        let mut log = SegmentLog::open(&dir.join(name), ROLL_BYTES)?;
+        let mut log = SegmentLog::open(&dir.join(name), ROLL_BYTES, KEY_OF[i])?;
         if !log.is_empty() {
             return Err(StoreError::Corrupt { what: "snapshot install", detail: format!("{name} log is not empty") });
         }

@@ -286,7 +286,7 @@ async fn a_restart_opens_the_checkpoint_and_reapplies_the_log_after_it() {
     let transfer = reader.transfer(&TransferId::new("t2049")).expect("last transfer");
     drop((reader, sm));
 
-    let (_log, mut sm) = super::open(dir.path(), 16 * 1024 * 1024).unwrap();
+    let (log, mut sm) = super::open(dir.path(), 16 * 1024 * 1024).unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(4), "the state opens at its checkpoint");
     let reader = sm.reader();
@@ -295,8 +295,39 @@ async fn a_restart_opens_the_checkpoint_and_reapplies_the_log_after_it() {
     sm.apply(tail).await.unwrap();
     assert_eq!(reader.journal(1, 10_000), journal, "re-applied journal is the same, byte for byte");
     assert_eq!(reader.history(&AccountId::new("a"), 1, 10_000), history);
-    assert_eq!(reader.transfer(&TransferId::new("t2049")), Some(transfer));
+    assert_eq!(reader.transfer(&TransferId::new("t2049")), Some(transfer.clone()));
     assert_eq!(reader.transfer(&TransferId::new("t7")).map(|t| t.request.id), Some(TransferId::new("t7")));
+
+    // The indexes come from the key files beside the segments; a data dir without them (written
+    // before they existed, or with them lost) opens the same from the records, and gets them back.
+    sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    drop((reader, sm, log));
+    let keys = key_files(dir.path());
+    assert!(keys.len() >= 3, "a key file per segment: {keys:?}");
+    for path in &keys {
+        std::fs::remove_file(path).unwrap();
+    }
+    let (_log, sm) = super::open(dir.path(), 16 * 1024 * 1024).unwrap();
+    let reader = sm.reader();
+    assert_eq!(reader.journal(1, 10_000), journal);
+    assert_eq!(reader.history(&AccountId::new("a"), 1, 10_000), history);
+    assert_eq!(reader.transfer(&TransferId::new("t2049")), Some(transfer));
+    assert_eq!(key_files(dir.path()), keys, "the key files are rewritten");
+}
+
+/// Every segment key file under `dir`, sorted.
+fn key_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(key_files(&path));
+        } else if path.extension().is_some_and(|e| e == "keys") {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
 }
 
 /// Goal: the Raft log is never purged past the last durable checkpoint: the entries above it
