@@ -104,7 +104,11 @@ pub struct RaftTiming {
     pub heartbeat_ms: u64,
     pub election_min_ms: u64,
     pub election_max_ms: u64,
-    /// Deadline of one snapshot chunk RPC; the last chunk installs the whole state inside it.
+    /// Deadline of one snapshot chunk RPC; the last chunk installs the whole state inside it
+    /// (openraft 0.9 answers it once the install is done), so it must cover an install of the
+    /// largest state: at 10 M transfers that is minutes, and a 30 s deadline made the leader
+    /// drop the send at the last chunk and start over, forever. A peer that is down fails its
+    /// chunk at once (unreachable), so only a hung one waits this long.
     pub install_snapshot_timeout_ms: u64,
     /// Build a snapshot, which writes a state checkpoint, after this many entries since the
     /// last one. It bounds what a restart re-applies from the log (up to ~300 transfers per
@@ -122,7 +126,7 @@ impl Default for RaftTiming {
             heartbeat_ms: 100,
             election_min_ms: 1000,
             election_max_ms: 2000,
-            install_snapshot_timeout_ms: 30_000,
+            install_snapshot_timeout_ms: 600_000,
             snapshot_every_entries: 2_000,
             keep_entries_after_snapshot: 1_000,
             purge_batch_entries: 256,

@@ -461,6 +461,7 @@ impl LedgerState {
                 });
             }
         };
+        let started = std::time::Instant::now();
         for (i, log) in logs.iter_mut().enumerate() {
             let cut = body.cuts[i];
             if log.len() < cut.len || cut.base > cut.len {
@@ -477,10 +478,12 @@ impl LedgerState {
             }
             log.truncate(cut.len)?;
         }
+        let truncated = started.elapsed();
         let mut accounts = Accounts::new();
         for account in body.accounts {
             accounts.insert(account);
         }
+        let accounts_done = started.elapsed();
         let mut state = LedgerState {
             accounts,
             history: ByAccount::default(),
@@ -496,42 +499,73 @@ impl LedgerState {
             logs,
             bases: body.cuts.map(|cut| cut.base),
         };
-        state.rebuild_indexes()?;
+        let [transfers, history, journal] = state.rebuild_indexes()?;
+        tracing::info!(
+            truncate_ms = truncated.as_millis() as u64,
+            accounts_ms = (accounts_done - truncated).as_millis() as u64,
+            transfers_ms = transfers.as_millis() as u64,
+            history_ms = history.as_millis() as u64,
+            journal_ms = journal.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "state rebuilt"
+        );
         Ok(state)
     }
 
     /// Rebuilds the transfer, history and journal indexes from the logs' key files (and from
     /// the records where a key file falls short, rewriting it), and checks them against what
     /// the in-memory state says they must hold.
-    fn rebuild_indexes(&mut self) -> Result<(), StoreError> {
+    /// Returns when the transfer and history rebuilds (in parallel) ended, and how long the
+    /// journal's took after them.
+    fn rebuild_indexes(&mut self) -> Result<[std::time::Duration; 3], StoreError> {
         let LedgerState { accounts, history, journal, transfers, history_rows, logs, bases, meta, .. } = self;
         let [transfer_log, history_log, journal_log] = &*logs;
-        let short_transfers =
-            transfer_log.for_each_key(bases[TRANSFERS], transfer_log.len(), &mut |position, bytes| {
-                let id: TransferId = codec::decode_prefix(bytes).map_err(|e| StoreError::Corrupt {
-                    what: "transfer record",
+        let started = std::time::Instant::now();
+        // Each account's row positions, sized from its balance record: the logs were cut to the
+        // checkpoint, so they hold exactly `history_len` rows of it (checked below). A row of
+        // an account with none there is corruption.
+        for account in accounts.values().filter(|a| a.history_len > 0) {
+            history.insert(account.id.clone(), Vec::with_capacity(account.history_len as usize));
+        }
+        // The id index and the history positions are independent: one thread each (at 10 M
+        // transfers each takes seconds, mostly cache misses in maps of millions of entries).
+        let (transfers_built, history_built) = std::thread::scope(|scope| {
+            let transfers_thread = scope.spawn(|| {
+                let short = transfer_log.for_each_key(bases[TRANSFERS], transfer_log.len(), &mut |position, bytes| {
+                    let id: TransferId = codec::decode_prefix(bytes).map_err(|e| StoreError::Corrupt {
+                        what: "transfer record",
+                        detail: format!("at {position}: {e}"),
+                    })?;
+                    transfers.insert(&id, position, transfer_log);
+                    Ok(())
+                });
+                (short, started.elapsed())
+            });
+            let short = history_log.for_each_key(bases[HISTORY], history_log.len(), &mut |position, bytes| {
+                let account: AccountId = codec::decode_prefix(bytes).map_err(|e| StoreError::Corrupt {
+                    what: "history record",
                     detail: format!("at {position}: {e}"),
                 })?;
-                transfers.insert(&id, position, transfer_log);
+                let Some(rows) = history.get_mut(&account) else {
+                    return Err(StoreError::Corrupt {
+                        what: "history record",
+                        detail: format!("at {position}: a row of {account}, which has none in the checkpoint"),
+                    });
+                };
+                rows.push(position);
+                *history_rows += 1;
                 Ok(())
-            })?;
-        let short_history = history_log.for_each_key(bases[HISTORY], history_log.len(), &mut |position, bytes| {
-            let account: AccountId = codec::decode_prefix(bytes)
-                .map_err(|e| StoreError::Corrupt { what: "history record", detail: format!("at {position}: {e}") })?;
-            if !accounts.contains(&account) {
-                return Err(StoreError::Corrupt {
-                    what: "history record",
-                    detail: format!("at {position}: unknown account {account}"),
-                });
-            }
-            history.entry(account).or_default().push(position);
-            *history_rows += 1;
-            Ok(())
-        })?;
+            });
+            let history_built = (short, started.elapsed());
+            (transfers_thread.join().expect("the transfer index rebuild does not panic"), history_built)
+        });
+        let (short_transfers, transfers_done) = (transfers_built.0?, transfers_built.1);
+        let (short_history, history_done) = (history_built.0?, history_built.1);
         let short_journal = journal_log.for_each_key(bases[JOURNAL], journal_log.len(), &mut |position, _| {
             journal.push(position);
             Ok(())
         })?;
+        let journal_done = started.elapsed();
         // Paired assertions: the logs hold exactly what the checkpointed state counts.
         for account in accounts.values() {
             let rows = history.get(&account.id).map_or(0, Vec::len);
@@ -556,7 +590,7 @@ impl LedgerState {
                 log.rewrite_keys(&short)?;
             }
         }
-        Ok(())
+        Ok([transfers_done, history_done, journal_done - transfers_done.max(history_done)])
     }
 
     pub fn last_applied(&self) -> Option<LogId> {
