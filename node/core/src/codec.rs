@@ -57,6 +57,12 @@ pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError>
 /// value is a string: the version byte, the length varint and the string's bytes (the id of a
 /// stored transfer, the account of a history row). `None` if the bytes do not start that way.
 pub fn string_prefix_len(bytes: &[u8]) -> Option<usize> {
+    first_string(bytes).map(|(_, end)| end)
+}
+
+/// The bytes of the string an [`encode`]d record starts with, and where its encoding ends
+/// (see [`string_prefix_len`]); not checked to be UTF-8.
+pub fn first_string(bytes: &[u8]) -> Option<(&[u8], usize)> {
     let (version, body) = bytes.split_first()?;
     if *version != FORMAT_VERSION {
         return None;
@@ -65,8 +71,9 @@ pub fn string_prefix_len(bytes: &[u8]) -> Option<usize> {
     for (i, byte) in body.iter().enumerate().take(10) {
         n |= u64::from(byte & 0x7f) << (7 * i);
         if byte & 0x80 == 0 {
-            let end = (2 + i).checked_add(usize::try_from(n).ok()?)?;
-            return (end <= bytes.len()).then_some(end);
+            let start = 2 + i;
+            let end = start.checked_add(usize::try_from(n).ok()?)?;
+            return bytes.get(start..end).map(|string| (string, end));
         }
     }
     None
@@ -215,6 +222,7 @@ mod tests {
             let len = super::string_prefix_len(&record).unwrap();
             assert_eq!(len, super::encode(&id).len());
             assert_eq!(super::decode_prefix::<String>(&record[..len]).unwrap(), id);
+            assert_eq!(super::first_string(&record), Some((id.as_bytes(), len)));
         }
         assert_eq!(super::string_prefix_len(&[]), None);
         assert_eq!(super::string_prefix_len(&[super::FORMAT_VERSION, 5, b'a']), None, "runs past the end");

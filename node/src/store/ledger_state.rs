@@ -292,7 +292,29 @@ impl TransferIndex {
     }
 
     fn fingerprint(&self, id: &TransferId) -> u64 {
-        self.keys.hash_one(id.as_str())
+        self.fingerprint_of(id.as_str().as_bytes())
+    }
+
+    fn fingerprint_of(&self, id: &[u8]) -> u64 {
+        self.keys.hash_one(id)
+    }
+
+    /// Indexes the transfer at `position` whose id's bytes are `id`, at start-up: an id is only
+    /// built from the bytes when its fingerprint is taken already (a newer version of the same
+    /// transfer, or a collision).
+    fn insert_bytes(&mut self, id: &[u8], position: u64, log: &SegmentLog) -> Result<(), StoreError> {
+        if self.collided.is_empty()
+            && let hash_map::Entry::Vacant(slot) = self.by_fingerprint.entry(self.fingerprint_of(id))
+        {
+            slot.insert(position);
+            return Ok(());
+        }
+        let id = std::str::from_utf8(id).map_err(|e| StoreError::Corrupt {
+            what: "transfer record",
+            detail: format!("at {position}: the id is not UTF-8: {e}"),
+        })?;
+        self.insert(&TransferId::new(id), position, log);
+        Ok(())
     }
 
     fn get(&self, id: &TransferId, log: &SegmentLog) -> Option<u64> {
@@ -323,6 +345,89 @@ impl TransferIndex {
             }
         }
     }
+}
+
+/// Account → positions of its history rows (row `i` at `[i - 1]`).
+type HistoryPositions = ByAccount<Vec<u64>>;
+
+/// Each account's history row positions, from the history log's keys from `base`, without a
+/// map lookup per row (20 M rows took 18-20 s that way, mostly cache misses): each row's key
+/// (the account id's encoding) is fingerprinted into a `(fingerprint, position)` pair, the
+/// pairs are sorted, and each account takes the run of its own id's fingerprint, in position
+/// order. `None` if two accounts share a fingerprint (then [`history_by_lookup`]). Also
+/// returns the segments whose key files fell short. A row no account claims is corruption; a
+/// count that differs from the balance record is caught by the caller's check.
+fn sorted_history(
+    accounts: &Accounts,
+    log: &SegmentLog,
+    base: u64,
+    fingerprint: &dyn Fn(&[u8]) -> u64,
+) -> Result<Option<(HistoryPositions, Vec<u64>)>, StoreError> {
+    let mut owners: Vec<(u64, &Account)> =
+        accounts.values().filter(|a| a.history_len > 0).map(|a| (fingerprint(&codec::encode(&a.id)), a)).collect();
+    owners.sort_unstable_by_key(|(fp, _)| *fp);
+    if owners.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+        return Ok(None);
+    }
+    let expected: u64 = owners.iter().map(|(_, a)| a.history_len).sum();
+    let mut rows: Vec<(u64, u64)> = Vec::with_capacity(expected as usize);
+    let short = log.for_each_key(base, log.len(), &mut |position, bytes| {
+        // `bytes` is the key, or the whole record where the key file fell short.
+        let key = codec::string_prefix_len(bytes).ok_or_else(|| StoreError::Corrupt {
+            what: "history record",
+            detail: format!("at {position}: does not start with an account id"),
+        })?;
+        rows.push((fingerprint(&bytes[..key]), position));
+        Ok(())
+    })?;
+    rows.sort_unstable();
+    let orphan = |position: u64| StoreError::Corrupt {
+        what: "history record",
+        detail: format!("at {position}: a row of an account that has none in the checkpoint"),
+    };
+    let mut history = ByAccount::with_capacity_and_hasher(owners.len(), Default::default());
+    let mut next = 0;
+    for (fp, account) in owners {
+        if let Some((row_fp, position)) = rows.get(next)
+            && *row_fp < fp
+        {
+            return Err(orphan(*position));
+        }
+        let run = rows[next..].partition_point(|(row_fp, _)| *row_fp == fp);
+        history.insert(account.id.clone(), rows[next..next + run].iter().map(|(_, p)| *p).collect());
+        next += run;
+    }
+    if let Some((_, position)) = rows.get(next) {
+        return Err(orphan(*position));
+    }
+    Ok(Some((history, short)))
+}
+
+/// Each account's history row positions by one lookup per row: what [`sorted_history`] falls
+/// back to. Each account's vector is sized from its balance record (the logs are cut to the
+/// checkpoint, so the count is exact, and checked by the caller).
+fn history_by_lookup(
+    accounts: &Accounts,
+    history: &mut ByAccount<Vec<u64>>,
+    log: &SegmentLog,
+    base: u64,
+) -> Result<Vec<u64>, StoreError> {
+    history.clear();
+    for account in accounts.values().filter(|a| a.history_len > 0) {
+        history.insert(account.id.clone(), Vec::with_capacity(account.history_len as usize));
+    }
+    log.for_each_key(base, log.len(), &mut |position, bytes| {
+        let account: AccountId = codec::decode_prefix(bytes)
+            .map_err(|e| StoreError::Corrupt { what: "history record", detail: format!("at {position}: {e}") })?;
+        let Some(rows) = history.get_mut(&account) else {
+            return Err(StoreError::Corrupt {
+                what: "history record",
+                detail: format!("at {position}: a row of {account}, which has none in the checkpoint"),
+            });
+        };
+        rows.push(position);
+        Ok(())
+    })
 }
 
 /// A record we wrote that cannot be read back means the disk lied: stop rather than diverge.
@@ -521,41 +626,36 @@ impl LedgerState {
         let LedgerState { accounts, history, journal, transfers, history_rows, logs, bases, meta, .. } = self;
         let [transfer_log, history_log, journal_log] = &*logs;
         let started = std::time::Instant::now();
-        // Each account's row positions, sized from its balance record: the logs were cut to the
-        // checkpoint, so they hold exactly `history_len` rows of it (checked below). A row of
-        // an account with none there is corruption.
-        for account in accounts.values().filter(|a| a.history_len > 0) {
-            history.insert(account.id.clone(), Vec::with_capacity(account.history_len as usize));
-        }
         // The id index and the history positions are independent: one thread each (at 10 M
         // transfers each takes seconds, mostly cache misses in maps of millions of entries).
         let (transfers_built, history_built) = std::thread::scope(|scope| {
             let transfers_thread = scope.spawn(|| {
                 let short = transfer_log.for_each_key(bases[TRANSFERS], transfer_log.len(), &mut |position, bytes| {
-                    let id: TransferId = codec::decode_prefix(bytes).map_err(|e| StoreError::Corrupt {
+                    // `bytes` is the key, or the whole record where the key file fell short.
+                    let (id, _) = codec::first_string(bytes).ok_or_else(|| StoreError::Corrupt {
                         what: "transfer record",
-                        detail: format!("at {position}: {e}"),
+                        detail: format!("at {position}: does not start with a transfer id"),
                     })?;
-                    transfers.insert(&id, position, transfer_log);
-                    Ok(())
+                    transfers.insert_bytes(id, position, transfer_log)
                 });
                 (short, started.elapsed())
             });
-            let short = history_log.for_each_key(bases[HISTORY], history_log.len(), &mut |position, bytes| {
-                let account: AccountId = codec::decode_prefix(bytes).map_err(|e| StoreError::Corrupt {
-                    what: "history record",
-                    detail: format!("at {position}: {e}"),
-                })?;
-                let Some(rows) = history.get_mut(&account) else {
-                    return Err(StoreError::Corrupt {
-                        what: "history record",
-                        detail: format!("at {position}: a row of {account}, which has none in the checkpoint"),
-                    });
-                };
-                rows.push(position);
-                *history_rows += 1;
-                Ok(())
-            });
+            let fingerprints = foldhash::quality::RandomState::default();
+            let fingerprint = |key: &[u8]| fingerprints.hash_one(key);
+            let short = match sorted_history(accounts, history_log, bases[HISTORY], &fingerprint) {
+                Ok(Some((positions, short))) => {
+                    *history = positions;
+                    Ok(short)
+                }
+                // Two account ids share a fingerprint (odds about 2^-64 per pair of accounts,
+                // new keys at every start): the slower way, one lookup per row.
+                Ok(None) => {
+                    tracing::info!("account fingerprints collide; rebuilding history positions by lookup");
+                    history_by_lookup(accounts, history, history_log, bases[HISTORY])
+                }
+                Err(e) => Err(e),
+            };
+            *history_rows = history.values().map(Vec::len).sum();
             let history_built = (short, started.elapsed());
             (transfers_thread.join().expect("the transfer index rebuild does not panic"), history_built)
         });
@@ -787,6 +887,86 @@ mod tests {
     use ledger_core::transfer::NewTransfer;
 
     use super::*;
+
+    fn account(id: &str, history_len: u64) -> Account {
+        Account {
+            id: AccountId::new(id),
+            currency: Currency::parse("EUR").unwrap(),
+            flags: Default::default(),
+            overdraft_limit: None,
+            code: 0,
+            pii: Default::default(),
+            status: Default::default(),
+            balance: Default::default(),
+            created_at_ms: 0,
+            created_seq: 0,
+            history_len,
+        }
+    }
+
+    fn row(index: u64) -> HistoryEntry {
+        HistoryEntry {
+            index,
+            transfer_id: TransferId::new(format!("t{index}")),
+            journal_seq: 0,
+            ledger_time_ms: 0,
+            side: ledger_core::transfer::Side::Debit,
+            effect: ledger_core::transfer::HistoryEffect::Posted,
+            amount: ledger_core::Decimal::ONE,
+            balance: Default::default(),
+        }
+    }
+
+    /// A state with 40 accounts (`a0`..`a39`, account `ai` with `i % 7` rows, interleaved over
+    /// five commits, so that its rows are scattered through the history log).
+    fn state_with_history(dir: &Path) -> LedgerState {
+        let mut state = LedgerState::open(dir, None).unwrap();
+        let rows_of = |i: u64| i % 7;
+        let mut changes = Changes::default();
+        for i in 0..40 {
+            changes.accounts.insert(AccountId::new(format!("a{i}")), account(&format!("a{i}"), rows_of(i)));
+        }
+        state.commit(Prepared::new(changes), None, None).unwrap();
+        for round in 1..=6 {
+            let mut changes = Changes::default();
+            for i in (0..40).rev().filter(|i| rows_of(*i) >= round) {
+                changes.history.push((AccountId::new(format!("a{i}")), row(round)));
+            }
+            state.commit(Prepared::new(changes), None, None).unwrap();
+        }
+        state
+    }
+
+    /// Goal: the start-up rebuild of history positions by sorting fingerprints gives each
+    /// account exactly its rows in order, as the lookup rebuild and the apply do; when two
+    /// accounts share a fingerprint it declines (the caller then uses the lookup rebuild),
+    /// and a row no account has in the checkpoint is corruption either way.
+    #[test]
+    fn history_positions_rebuild_by_sorting_and_by_lookup_alike() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state_with_history(dir.path());
+        let applied = state.history.clone();
+        assert_eq!(applied.values().map(Vec::len).sum::<usize>(), (0..40u64).map(|i| i % 7).sum::<u64>() as usize);
+        let log = &state.logs[HISTORY];
+        let seeded = foldhash::quality::RandomState::default();
+        let (sorted, short) = sorted_history(&state.accounts, log, 0, &|key| seeded.hash_one(key)).unwrap().unwrap();
+        assert_eq!((sorted, short), (applied.clone(), vec![]));
+        let mut by_lookup = ByAccount::default();
+        history_by_lookup(&state.accounts, &mut by_lookup, log, 0).unwrap();
+        assert_eq!(by_lookup, applied);
+        assert!(sorted_history(&state.accounts, log, 0, &|_| 7).unwrap().is_none(), "every account collides");
+
+        // An account the checkpoint does not have rows for, with a row in the log.
+        let mut accounts = Accounts::new();
+        for account in state.accounts.values().filter(|a| a.id.as_str() != "a6") {
+            accounts.insert(account.clone());
+        }
+        accounts.insert(account("a6", 0));
+        let err = sorted_history(&accounts, log, 0, &|key| seeded.hash_one(key)).unwrap_err();
+        assert!(err.to_string().contains("has none in the checkpoint"), "{err}");
+        let err = history_by_lookup(&accounts, &mut by_lookup, log, 0).unwrap_err();
+        assert!(err.to_string().contains("has none in the checkpoint"), "{err}");
+    }
 
     /// Goal: the start-up scan reads a transfer's id from the front of its record, without
     /// decoding the rest; this holds only while `Transfer` starts with `request.id`.
