@@ -47,6 +47,12 @@ use crate::transport::Transport;
 /// How often the leader's ledger timer looks for due pending transfers.
 const LEDGER_TIMER_MS: u64 = 200;
 
+/// How long a stopping node lets in-flight requests finish before it drops them (a client
+/// that keeps its connection open, or a write waiting out its timeout, would otherwise hold a
+/// SIGTERM for as long as it likes; supervisors kill after 30-90 s). A dropped write is
+/// answered by nothing and retried by its client under the same transfer id.
+const SERVER_DRAIN_SECS: u64 = 5;
+
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The sockets a node serves on, bound by the caller.
@@ -249,19 +255,30 @@ pub async fn run(
     shipper.abort();
     watcher.abort();
     key_reload.abort();
-    for (what, task) in [("client server", client_task), ("peer server", peer_task)] {
-        match task.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(what, error = %e, "server stopped with an error"),
-            Err(e) => tracing::warn!(what, error = %e, "server task failed"),
+    let drain = tokio::time::Instant::now() + Duration::from_secs(SERVER_DRAIN_SECS);
+    for (what, mut task) in [("client server", client_task), ("peer server", peer_task)] {
+        match tokio::time::timeout_at(drain, &mut task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!(what, error = %e, "server stopped with an error"),
+            Ok(Err(e)) => tracing::warn!(what, error = %e, "server task failed"),
+            Err(_) => {
+                tracing::warn!(
+                    what,
+                    secs = SERVER_DRAIN_SECS,
+                    "requests still in flight at the drain deadline; dropped"
+                );
+                task.abort();
+            }
         }
     }
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
+    let raft_stopping = std::time::Instant::now();
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "raft shutdown");
     }
+    tracing::info!(raft_ms = raft_stopping.elapsed().as_millis() as u64, "raft stopped");
     result
 }
 
