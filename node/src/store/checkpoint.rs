@@ -50,15 +50,17 @@ pub fn write(
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let path = path_of(dir, index);
     let tmp = path.with_extension("tmp");
-    let mut frame = Vec::with_capacity(HEADER_BYTES + bytes.len());
-    frame.extend_from_slice(MAGIC);
-    frame.push(VERSION);
-    frame.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    frame.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
-    frame.extend_from_slice(bytes);
+    // The header and the body are written apart: framing them in one buffer copied the body
+    // (124 MB at 1 M accounts) and held both at once.
+    let mut header = Vec::with_capacity(HEADER_BYTES);
+    header.extend_from_slice(MAGIC);
+    header.push(VERSION);
+    header.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+    header.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
     hook(Step::WriteTmp).map_err(io_err(&tmp))?;
     let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(&frame).map_err(io_err(&tmp))?;
+    file.write_all(&header).map_err(io_err(&tmp))?;
+    file.write_all(bytes).map_err(io_err(&tmp))?;
     hook(Step::SyncTmp).map_err(io_err(&tmp))?;
     file.sync_all().map_err(io_err(&tmp))?;
     hook(Step::Rename).map_err(io_err(&path))?;
@@ -112,8 +114,8 @@ pub fn load_newest(dir: &Path) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
     for index in indexes(dir)? {
         let path = path_of(dir, index);
         let frame = std::fs::read(&path).map_err(io_err(&path))?;
-        match verify(&frame) {
-            Some(bytes) => return Ok(Some((index, bytes.to_vec()))),
+        match into_body(frame) {
+            Some(bytes) => return Ok(Some((index, bytes))),
             None => tracing::warn!(path = %path.display(), "checkpoint does not verify; trying an older one"),
         }
     }
@@ -128,7 +130,15 @@ pub fn load(dir: &Path, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(&path)(e)),
     };
-    Ok(verify(&frame).map(<[u8]>::to_vec))
+    Ok(into_body(frame))
+}
+
+/// The body of a checkpoint frame that verifies, in the frame's own buffer (no second copy of
+/// a 100 MB body).
+fn into_body(mut frame: Vec<u8>) -> Option<Vec<u8>> {
+    verify(&frame)?;
+    frame.drain(..HEADER_BYTES);
+    Some(frame)
 }
 
 /// The path checkpoint `index` has in `dir`.
