@@ -11,7 +11,8 @@
 //!
 //! A generation is opened from its newest checkpoint: each log is truncated to the length the
 //! checkpoint recorded (bytes after it came from applies that the Raft log will redo) and the
-//! indexes are rebuilt by scanning the logs from their base. A reset (DR resync) starts the
+//! indexes are rebuilt from the logs' key files from their base (see `segment`; the records
+//! themselves where a key file falls short). A reset (DR resync) starts the
 //! logical content of every log at its current end (`base`); the bytes before it stay on disk
 //! until the generation is replaced by a snapshot install.
 //!
