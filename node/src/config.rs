@@ -261,7 +261,10 @@ impl NodeConfig {
             election_timeout_max: r.election_max_ms,
             install_snapshot_timeout: r.install_snapshot_timeout_ms,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(self.snapshot_interval()),
-            max_in_snapshot_log_to_keep: r.keep_entries_after_snapshot,
+            // openraft's own purge is off: `Replica::keep_log_purged` purges to
+            // `keep_entries_after_snapshot` below the newest snapshot, and never past a
+            // snapshot being sent (openraft would).
+            max_in_snapshot_log_to_keep: u64::MAX,
             purge_batch_size: r.purge_batch_entries,
             snapshot_max_chunk_size: r.snapshot_chunk_bytes,
             // At most 8 entries (under 0.5 MB) per AppendEntries. openraft 0.9 cancels an

@@ -23,6 +23,11 @@ pub const CHECKPOINT_CRASH_BEFORE_SYNC_DIR: &str = "checkpoint-crash-before-sync
 pub const SNAPSHOT_INSTALL_CRASH_BEFORE_CHECKPOINT: &str = "snapshot-install-crash-before-checkpoint";
 pub const SNAPSHOT_INSTALL_CRASH_AFTER_CHECKPOINT: &str = "snapshot-install-crash-after-checkpoint";
 
+/// A node that received a whole snapshot stream waits `SNAPSHOT_RECEIVE_SLOW_MS` before
+/// installing it (a slow disk or a large state, at test size).
+pub const SNAPSHOT_RECEIVE_SLOW: &str = "snapshot-receive-slow";
+pub const SNAPSHOT_RECEIVE_SLOW_MS: u64 = 3_000;
+
 /// The checkpoint protocol's crash points, in the order of its steps.
 pub const CHECKPOINT_CRASHES: &[&str] = &[
     CHECKPOINT_CRASH_BEFORE_WRITE_TMP,
@@ -40,6 +45,7 @@ pub const ALL: &[&str] = &[
     CHECKPOINT_CRASH_BEFORE_SYNC_DIR,
     SNAPSHOT_INSTALL_CRASH_BEFORE_CHECKPOINT,
     SNAPSHOT_INSTALL_CRASH_AFTER_CHECKPOINT,
+    SNAPSHOT_RECEIVE_SLOW,
 ];
 
 static ARMED: OnceLock<BTreeSet<String>> = OnceLock::new();

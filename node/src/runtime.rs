@@ -86,8 +86,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     crate::failpoint::arm(&config.failpoints);
-    let (log_store, mut state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
-    state_machine.meta_only_at_start();
+    let (log_store, state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
     let committed_index = log_store.committed_index();
     let reader = state_machine.reader();
     let keys = KeyRing::load(&config.data_key_file)?;
@@ -144,6 +143,9 @@ pub async fn run(
     let monitor = Arc::new(DrMonitor::new(config.dr.clone()));
     let timer = tokio::spawn(ledger_timer(replica.clone()));
     let watchdog = tokio::spawn(replica.clone().monitor_leadership(Duration::from_millis(config.raft.election_min_ms)));
+    let purge = tokio::spawn(
+        replica.clone().keep_log_purged(config.raft.keep_entries_after_snapshot, config.raft.purge_batch_entries),
+    );
     let shipper = tokio::spawn(
         JournalShipper { replica: replica.clone(), transport: transport.clone(), monitor: monitor.clone() }.run(),
     );
@@ -250,6 +252,7 @@ pub async fn run(
     let _ = stop_tx.send(true);
     timer.abort();
     watchdog.abort();
+    purge.abort();
     refresh.abort();
     health.abort();
     shipper.abort();

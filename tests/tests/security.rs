@@ -197,6 +197,21 @@ async fn every_rpc_against_every_role() {
         .await
         .expect_err("a writer certificate may not speak Raft");
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    // Nor stream it a snapshot: refused before the first part is read.
+    let part = ledger_proto::v1::peer::SnapshotPart {
+        request: Some(ledger_proto::v1::peer::RaftRequest {
+            cluster: "primary".into(),
+            from: 9,
+            to: key.1,
+            payload: vec![],
+        }),
+        data: vec![],
+    };
+    let refused = peer
+        .stream_snapshot(tokio_stream::iter(vec![part]))
+        .await
+        .expect_err("a writer certificate may not send a snapshot");
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }
 
 /// A client presenting `tls` (or none), one attempt at Status.

@@ -8,20 +8,26 @@ use ledger_core::codec;
 use ledger_core::command::Envelope;
 use ledger_proto::v1::peer::RaftReply;
 use ledger_proto::v1::peer::RaftRequest;
+use ledger_proto::v1::peer::SnapshotPart;
 use ledger_proto::v1::peer::raft_peer_server::RaftPeer;
+use openraft::error::Fatal;
 use openraft::raft::AppendEntriesRequest;
 use openraft::raft::AppendEntriesResponse;
 use openraft::raft::InstallSnapshotRequest;
+use openraft::raft::SnapshotResponse;
 use openraft::raft::VoteRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
+use tonic::Streaming;
 
 use crate::api::auth::Auth;
+use crate::raft::network::SnapshotHead;
 use crate::raft::replica::Replica;
 use crate::raft::types::NodeId;
+use crate::raft::types::Snapshot;
 use crate::raft::types::TypeConfig;
 
 /// How often a snapshot chunk call that is still running (installing) renews the leader
@@ -37,7 +43,11 @@ pub struct PeerService {
 impl PeerService {
     fn open<T: DeserializeOwned>(&self, request: Request<RaftRequest>) -> Result<(NodeId, T), Status> {
         self.auth.require_node(&request)?;
-        let request = request.into_inner();
+        self.check(request.into_inner())
+    }
+
+    /// A request for this node of this group, decoded.
+    fn check<T: DeserializeOwned>(&self, request: RaftRequest) -> Result<(NodeId, T), Status> {
         if request.cluster != self.cluster {
             return Err(Status::failed_precondition(format!(
                 "this node belongs to raft group {:?}, not {:?}",
@@ -106,6 +116,81 @@ impl RaftPeer for PeerService {
         if matches!(&response, Ok(r) if r.vote == vote) {
             self.replica.leader_contacted();
         }
+        reply(&response)
+    }
+
+    async fn stream_snapshot(&self, request: Request<Streaming<SnapshotPart>>) -> Result<Response<RaftReply>, Status> {
+        use tokio::io::AsyncWriteExt;
+
+        self.auth.require_node(&request)?;
+        let mut parts = request.into_inner();
+        let head = parts.message().await?.and_then(|part| part.request);
+        let head = head.ok_or_else(|| Status::invalid_argument("a snapshot stream starts with its request"))?;
+        let (from, (vote, meta, len)): (NodeId, SnapshotHead) = self.check(head)?;
+        // A deposed leader is answered at once, before it sends gigabytes (openraft's install
+        // checks the vote again).
+        let mine = self.replica.raft.metrics().borrow().vote;
+        if vote < mine {
+            return reply(&Ok::<_, Fatal<NodeId>>(SnapshotResponse { vote: mine }));
+        }
+        let receiving = self.replica.receiving_snapshot();
+        let started = std::time::Instant::now();
+        let mut file = self
+            .replica
+            .raft
+            .begin_receiving_snapshot()
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot receive a snapshot now: {e}")))?;
+        let mut received = 0u64;
+        let copied: Result<(), Status> = async {
+            while let Some(part) = parts.message().await? {
+                received += part.data.len() as u64;
+                if received > len {
+                    return Err(Status::invalid_argument(format!("snapshot stream longer than its {len} bytes")));
+                }
+                file.write_all(&part.data).await.map_err(|e| Status::internal(format!("writing the snapshot: {e}")))?;
+                receiving.renew();
+            }
+            if received != len {
+                return Err(Status::aborted(format!("snapshot stream ended at {received} of {len} bytes")));
+            }
+            file.flush().await.map_err(|e| Status::internal(format!("writing the snapshot: {e}")))
+        }
+        .await;
+        if let Err(status) = copied {
+            // Free the space now; the state machine removes the file at its next install.
+            let _ = file.set_len(0).await;
+            tracing::warn!(from, snapshot = %meta.snapshot_id, received, len, %status, "snapshot stream refused");
+            return Err(status);
+        }
+        let received_ms = started.elapsed().as_millis() as u64;
+        if crate::failpoint::armed(crate::failpoint::SNAPSHOT_RECEIVE_SLOW) {
+            tracing::warn!(snapshot = %meta.snapshot_id, "failpoint: holding a received snapshot before installing it");
+            let until = tokio::time::Instant::now()
+                + std::time::Duration::from_millis(crate::failpoint::SNAPSHOT_RECEIVE_SLOW_MS);
+            while tokio::time::Instant::now() < until {
+                tokio::time::sleep(INSTALL_CONTACT_EVERY).await;
+                receiving.renew();
+            }
+        }
+        let snapshot_id = meta.snapshot_id.clone();
+        let call = self.replica.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: file });
+        tokio::pin!(call);
+        let response = loop {
+            tokio::select! {
+                response = &mut call => break response,
+                () = tokio::time::sleep(INSTALL_CONTACT_EVERY) => receiving.renew(),
+            }
+        };
+        tracing::info!(
+            from,
+            snapshot = %snapshot_id,
+            bytes = len,
+            received_ms,
+            installed_ms = started.elapsed().as_millis() as u64 - received_ms,
+            ok = response.is_ok(),
+            "snapshot received"
+        );
         reply(&response)
     }
 

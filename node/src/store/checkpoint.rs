@@ -141,6 +141,22 @@ fn into_body(mut frame: Vec<u8>) -> Option<Vec<u8>> {
     Some(frame)
 }
 
+/// Reads the frame header at the start of checkpoint file `reader` (read from `path`): the
+/// body's length and crc32. The body that follows is not read (a snapshot stream copies it).
+pub fn read_header(reader: &mut impl io::Read, path: &Path) -> Result<(u64, u32), StoreError> {
+    let mut header = [0u8; HEADER_BYTES];
+    reader.read_exact(&mut header).map_err(io_err(path))?;
+    if &header[0..4] != MAGIC || header[4] != VERSION {
+        return Err(StoreError::Corrupt {
+            what: "checkpoint",
+            detail: format!("{}: not a checkpoint", path.display()),
+        });
+    }
+    let len = u64::from_le_bytes(header[5..13].try_into().expect("8 bytes"));
+    let crc = u32::from_le_bytes(header[13..17].try_into().expect("4 bytes"));
+    Ok((len, crc))
+}
+
 /// The path checkpoint `index` has in `dir`.
 pub fn path(dir: &Path, index: u64) -> PathBuf {
     path_of(dir, index)

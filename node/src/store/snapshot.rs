@@ -1,26 +1,37 @@
-//! Snapshot streams: what a node sends a lagging or wiped follower, built from its newest
+//! Snapshot streams: what a node sends a lagging or wiped follower, read from its newest
 //! durable checkpoint and the segment bytes that checkpoint names (never from a copy of the
-//! state taken under a lock).
+//! state taken under a lock, and never assembled into a file first).
 //!
-//! Layout: `MAGIC ‖ body_len: u64 LE ‖ crc32(body): u32 LE ‖ body` (the checkpoint body), then
-//! for each log (transfers, history, journal) `bytes: u64 LE ‖ frames` (the log's records from
-//! its base to the checkpoint's length, framed as in the segment files), then `END`. Each frame
-//! carries its own crc32, so a torn or damaged stream is refused before anything is installed.
+//! Stream layout: `MAGIC ‖ body_len: u64 LE ‖ crc32(body): u32 LE ‖ body` (the checkpoint
+//! body), then for each log (transfers, history, journal) `bytes: u64 LE ‖ frames` (the log's
+//! records from its base to the checkpoint's length, framed as in the segment files), then
+//! `END`. Each frame carries its own crc32, so a torn or damaged stream is refused before
+//! anything is installed.
+//!
+//! What openraft holds as the current snapshot is a **manifest**: a small file naming the
+//! checkpoint file and each log's `(segment, offset, len)` pieces. [`open`] turns it into the
+//! stream, opening every file it names at once (an open file stays readable when a later
+//! checkpoint or a generation swap unlinks it). The peer network sends that stream
+//! (`raft/network.rs`), the follower writes it to a file and installs it.
 //!
 //! The receiver appends the records to fresh logs (its own positions), rebuilds the indexes
 //! exactly as a restart does, and writes its own checkpoint: see `state.rs`.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io;
 use std::io::BufReader;
-use std::io::BufWriter;
 use std::io::Read;
 use std::io::Seek;
-use std::io::Write;
 use std::path::Path;
 use std::path::PathBuf;
 
+use ledger_core::codec;
+use serde::Deserialize;
+use serde::Serialize;
+
 use super::StoreError;
+use super::checkpoint;
 use super::io_err;
 use super::ledger_state::Cut;
 use super::ledger_state::KEY_OF;
@@ -28,46 +39,135 @@ use super::ledger_state::LOG_NAMES;
 use super::ledger_state::ROLL_BYTES;
 use super::segment;
 use super::segment::SegmentLog;
-use super::sync_dir;
 
 const MAGIC: &[u8] = b"LEDGER-SNAPSHOT-2\n";
+const MANIFEST_MAGIC: &[u8] = b"LEDGER-SNAPSHOT-MANIFEST-1\n";
 const END: &[u8] = b"LSNAPEND";
 
-/// Writes the snapshot stream of checkpoint `body` to `path` (through a `.tmp`, fsynced and
-/// renamed), copying each log's `(path, offset, len)` pieces. Returns the bytes written.
-pub fn write(path: &Path, body: &[u8], logs: &[Vec<(PathBuf, u64, u64)>; 3]) -> Result<u64, StoreError> {
-    let tmp = path.with_extension("tmp");
-    let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let mut out = BufWriter::with_capacity(1024 * 1024, file);
-    let mut header = Vec::with_capacity(MAGIC.len() + 12);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    header.extend_from_slice(&crc32fast::hash(body).to_le_bytes());
-    out.write_all(&header).map_err(io_err(&tmp))?;
-    out.write_all(body).map_err(io_err(&tmp))?;
-    let mut total = (header.len() + body.len()) as u64;
-    for pieces in logs {
-        let bytes: u64 = pieces.iter().map(|(_, _, len)| len).sum();
-        out.write_all(&bytes.to_le_bytes()).map_err(io_err(&tmp))?;
-        for (piece, offset, len) in pieces {
-            let mut source = File::open(piece).map_err(io_err(piece))?;
-            source.seek(io::SeekFrom::Start(*offset)).map_err(io_err(piece))?;
-            let copied = io::copy(&mut source.take(*len), &mut out).map_err(io_err(piece))?;
-            if copied != *len {
-                return Err(StoreError::Corrupt {
-                    what: "segment file",
-                    detail: format!("{} is shorter than its checkpointed length", piece.display()),
-                });
+/// The files a snapshot stream is read from.
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    /// The checkpoint file (its frame header gives the body's length and crc32).
+    checkpoint: PathBuf,
+    /// Each log's `(segment, offset, len)` pieces, from its base to the checkpoint's length.
+    logs: [Vec<(PathBuf, u64, u64)>; 3],
+}
+
+/// Writes the manifest of checkpoint file `checkpoint` and the log pieces `logs` to `path`.
+/// Not fsynced: manifests are rebuilt on demand, and start-up removes them.
+pub fn write_manifest(path: &Path, checkpoint: &Path, logs: [Vec<(PathBuf, u64, u64)>; 3]) -> Result<(), StoreError> {
+    let mut bytes = MANIFEST_MAGIC.to_vec();
+    bytes.extend_from_slice(&codec::encode(&Manifest { checkpoint: checkpoint.to_path_buf(), logs }));
+    std::fs::write(path, bytes).map_err(io_err(path))
+}
+
+/// A snapshot file opened for reading: a stream (received from a leader) is read as it is, a
+/// manifest (this node's own snapshot) is read as the stream it names. Returns the reader and
+/// the stream's length in bytes.
+pub fn open(mut file: File, origin: &Path) -> Result<(Box<dyn Read + Send>, u64), StoreError> {
+    let corrupt =
+        |detail: String| StoreError::Corrupt { what: "snapshot", detail: format!("{}: {detail}", origin.display()) };
+    file.seek(io::SeekFrom::Start(0)).map_err(io_err(origin))?;
+    let len = file.metadata().map_err(io_err(origin))?.len();
+    let mut magic = Vec::with_capacity(MANIFEST_MAGIC.len());
+    (&mut file).take(MANIFEST_MAGIC.len() as u64).read_to_end(&mut magic).map_err(io_err(origin))?;
+    if magic.starts_with(MAGIC) {
+        file.seek(io::SeekFrom::Start(0)).map_err(io_err(origin))?;
+        return Ok((Box::new(file), len));
+    }
+    if magic != MANIFEST_MAGIC {
+        return Err(corrupt("neither a snapshot stream nor a manifest".into()));
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io_err(origin))?;
+    let manifest: Manifest = codec::decode(&bytes).map_err(|e| corrupt(format!("undecodable manifest: {e}")))?;
+    let source = Source::open(&manifest)?;
+    let len = source.len;
+    Ok((Box::new(source), len))
+}
+
+/// The stream a manifest names, read from files opened up front.
+struct Source {
+    parts: VecDeque<Part>,
+    len: u64,
+}
+
+enum Part {
+    Bytes(io::Cursor<Vec<u8>>),
+    /// `remaining` bytes of `file` from its current position; ending early is an error (the
+    /// checkpoint named more than the file holds).
+    File {
+        file: BufReader<File>,
+        path: PathBuf,
+        remaining: u64,
+    },
+}
+
+impl Source {
+    fn open(manifest: &Manifest) -> Result<Source, StoreError> {
+        let mut parts = VecDeque::new();
+        let bytes = |bytes: Vec<u8>| Part::Bytes(io::Cursor::new(bytes));
+        let open_at = |path: &Path, offset: u64| -> Result<BufReader<File>, StoreError> {
+            let mut file = File::open(path).map_err(io_err(path))?;
+            file.seek(io::SeekFrom::Start(offset)).map_err(io_err(path))?;
+            Ok(BufReader::with_capacity(PART_BUFFER_BYTES, file))
+        };
+        let path = &manifest.checkpoint;
+        let mut file = open_at(path, 0)?;
+        let (body_len, crc) = checkpoint::read_header(&mut file, path)?;
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&body_len.to_le_bytes());
+        header.extend_from_slice(&crc.to_le_bytes());
+        parts.push_back(bytes(header));
+        parts.push_back(Part::File { file, path: path.clone(), remaining: body_len });
+        for pieces in &manifest.logs {
+            let total: u64 = pieces.iter().map(|(_, _, len)| len).sum();
+            parts.push_back(bytes(total.to_le_bytes().to_vec()));
+            for (path, offset, len) in pieces {
+                parts.push_back(Part::File { file: open_at(path, *offset)?, path: path.clone(), remaining: *len });
             }
         }
-        total += 8 + bytes;
+        parts.push_back(bytes(END.to_vec()));
+        let len = parts
+            .iter()
+            .map(|part| match part {
+                Part::Bytes(cursor) => cursor.get_ref().len() as u64,
+                Part::File { remaining, .. } => *remaining,
+            })
+            .sum();
+        Ok(Source { parts, len })
     }
-    out.write_all(END).map_err(io_err(&tmp))?;
-    let file = out.into_inner().map_err(|e| StoreError::Io { path: tmp.clone(), source: e.into_error() })?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(path.parent().expect("snapshot files live in a directory"))?;
-    Ok(total + END.len() as u64)
+}
+
+/// Read buffer of each file a [`Source`] reads.
+const PART_BUFFER_BYTES: usize = 256 * 1024;
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(part) = self.parts.front_mut() {
+            let n = match part {
+                Part::Bytes(cursor) => cursor.read(buf)?,
+                Part::File { remaining: 0, .. } => 0,
+                Part::File { file, path, remaining } => {
+                    let want = buf.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                    let n = file.read(&mut buf[..want])?;
+                    if n == 0 {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("{} is shorter than its checkpointed length", path.display()),
+                        ));
+                    }
+                    *remaining -= n as u64;
+                    n
+                }
+            };
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.parts.pop_front();
+        }
+        Ok(0)
+    }
 }
 
 /// Reads a snapshot stream into fresh logs under `dir` (which must hold none), verifying every

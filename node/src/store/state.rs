@@ -15,7 +15,8 @@
 //!   checkpoint's lengths and rebuilds the indexes; openraft then re-applies
 //!   `(last_applied, committed]` from the log (`read_committed`).
 //! - **Snapshots sent** to followers are streamed from the checkpoint and the segment bytes it
-//!   names (`snapshot.rs`), assembled when a follower first needs them.
+//!   names: the current snapshot is a manifest of those files (`snapshot.rs`), which the peer
+//!   network reads as the stream.
 //! - **Snapshots installed** fill a new generation directory (`gen-<n+1>`), which becomes
 //!   current once its checkpoint is durable; at start-up the newest generation with a
 //!   checkpoint wins and the others are removed. Readers pin the generation they started with
@@ -203,9 +204,6 @@ pub struct LedgerStateMachine {
     purge_ceiling: Arc<AtomicU64>,
     snapshot_counter: u64,
     startup: Arc<Startup>,
-    /// Set by [`LedgerStateMachine::meta_only_at_start`]: the next `get_current_snapshot`
-    /// skips assembling the stream.
-    meta_only: bool,
 }
 
 impl LedgerStateMachine {
@@ -221,7 +219,7 @@ impl LedgerStateMachine {
         std::fs::create_dir_all(root).map_err(io_err(root))?;
         let snapshot_dir = root.join("snapshots");
         std::fs::create_dir_all(&snapshot_dir).map_err(io_err(&snapshot_dir))?;
-        // Assembled snapshots are rebuilt on demand; partial files are garbage.
+        // Manifests are rebuilt on demand; received streams are garbage after a restart.
         for entry in std::fs::read_dir(&snapshot_dir).map_err(io_err(&snapshot_dir))? {
             let path = entry.map_err(io_err(&snapshot_dir))?.path();
             std::fs::remove_file(&path).map_err(io_err(&path))?;
@@ -280,20 +278,11 @@ impl LedgerStateMachine {
             durable: Arc::new(Mutex::new(durable)),
             purge_ceiling,
             snapshot_counter: 0,
-            meta_only: false,
             startup: Arc::new(Startup { checkpoint_index, committed_at_start, reapplied: AtomicU64::new(0) }),
         })
     }
 
     /// The read side, for the API.
-    /// The next `get_current_snapshot` returns the snapshot's meta without assembling its
-    /// data. openraft 0.9 calls it once while starting, only for the meta; assembling there
-    /// copied the whole state (6.9 GB, 27 s at 10 M transfers) before the node could serve.
-    /// Call it just before handing the state machine to openraft.
-    pub fn meta_only_at_start(&mut self) {
-        self.meta_only = true;
-    }
-
     pub fn reader(&self) -> StateReader {
         StateReader {
             current: self.current.clone(),
@@ -416,15 +405,11 @@ impl LedgerStateMachine {
         Ok(replies)
     }
 
-    fn snapshot_path(&self, snapshot_id: &str) -> PathBuf {
-        self.snapshot_dir.join(format!("{snapshot_id}.snap"))
-    }
-
     fn remove_snapshot_files_except(&self, keep: Option<&Path>) {
         if let Ok(entries) = std::fs::read_dir(&self.snapshot_dir) {
             for entry in entries.flatten() {
                 let path = entry.path();
-                if Some(path.as_path()) != keep && path.extension().is_some_and(|e| e == "snap") {
+                if Some(path.as_path()) != keep && path.extension().is_some_and(|e| e == "manifest") {
                     let _ = std::fs::remove_file(&path);
                 }
             }
@@ -490,8 +475,8 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
             snapshot = %self.meta.snapshot_id,
             "checkpoint written"
         );
-        // openraft keeps only the meta of a built snapshot; the data it sends is assembled
-        // by `get_current_snapshot` when a follower needs it.
+        // openraft keeps only the meta of a built snapshot; what it sends is the manifest
+        // `get_current_snapshot` writes when a follower needs it.
         let path = checkpoint::path(&dir, index);
         let file = tokio::fs::File::open(&path)
             .await
@@ -592,7 +577,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let mut file = snapshot.into_std().await;
+        let file = snapshot.into_std().await;
         let current = self.generation().number;
         let number =
             generation_numbers(&self.root).map_err(snapshot_err)?.last().copied().unwrap_or(current).max(current) + 1;
@@ -603,10 +588,9 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         let load_dir = dir.clone();
         let started = std::time::Instant::now();
         let loaded = tokio::task::spawn_blocking(move || -> Result<(LedgerState, [Cut; 3]), StoreError> {
-            use std::io::Seek;
             std::fs::create_dir_all(&load_dir).map_err(io_err(&load_dir))?;
-            file.seek(std::io::SeekFrom::Start(0)).map_err(io_err(&origin))?;
-            let (bytes, cuts) = snapshot::read_into(&mut file, &load_dir, &origin)?;
+            let (stream, _) = snapshot::open(file, &origin)?;
+            let (bytes, cuts) = snapshot::read_into(stream, &load_dir, &origin)?;
             let mut body = ledger_state::decode_checkpoint(&bytes)?;
             body.cuts = cuts;
             let state = LedgerState::open(&load_dir, Some(body))?;
@@ -654,51 +638,23 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        // Taken whatever this call returns: left set when there was no checkpoint yet, it made
-        // a later request (a follower's) get the checkpoint instead of a stream.
-        let meta_only = std::mem::take(&mut self.meta_only);
         let Some(durable) = self.durable.lock().expect("lock is never poisoned").clone() else {
             return Ok(None);
         };
         let generation = self.generation();
         assert_eq!(generation.number, durable.generation, "the durable checkpoint is the current generation's");
-        if meta_only {
-            // openraft's start-up reads only the meta (see `meta_only_at_start`); the data is
-            // the checkpoint itself, which no follower can install (the stream has its own
-            // magic), should anything else ever read it.
-            let path = checkpoint::path(&checkpoints_dir(&generation.dir), durable.index);
-            let file = tokio::fs::File::open(&path)
-                .await
-                .map_err(|e| StorageIOError::read_snapshot(Some(durable.meta.signature()), &e))?;
-            return Ok(Some(Snapshot { meta: durable.meta, snapshot: Box::new(file) }));
-        }
-        let path = self.snapshot_path(&durable.meta.snapshot_id);
+        // A manifest of a few hundred bytes, not the stream: the peer network reads the stream
+        // from the files it names while this task goes on applying. Assembling the stream here
+        // copied the whole state (7.7 GB, 27–35 s at 10 M transfers) with the applies paused.
+        let path = self.snapshot_dir.join(format!("{}.manifest", durable.meta.snapshot_id));
         if !path.exists() {
-            let started = std::time::Instant::now();
-            let body = checkpoint::load(&checkpoints_dir(&generation.dir), durable.index)
-                .map_err(snapshot_err)?
-                .ok_or_else(|| {
-                    snapshot_err(StoreError::Corrupt {
-                        what: "checkpoint",
-                        detail: format!("checkpoint {} of generation {} is gone", durable.index, generation.number),
-                    })
-                })?;
             let pieces = {
                 let state = generation.read();
                 [0, 1, 2].map(|i| state.log(i).file_ranges(durable.cuts[i].base, durable.cuts[i].len))
             };
-            let write_path = path.clone();
-            let bytes = tokio::task::spawn_blocking(move || snapshot::write(&write_path, &body, &pieces))
-                .await
-                .expect("snapshot assembly does not panic")
-                .map_err(snapshot_err)?;
+            let checkpoint = checkpoint::path(&checkpoints_dir(&generation.dir), durable.index);
+            snapshot::write_manifest(&path, &checkpoint, pieces).map_err(snapshot_err)?;
             self.remove_snapshot_files_except(Some(&path));
-            tracing::info!(
-                snapshot = %durable.meta.snapshot_id,
-                bytes,
-                ms = started.elapsed().as_millis() as u64,
-                "snapshot assembled from the checkpoint"
-            );
         }
         let file = tokio::fs::File::open(&path)
             .await

@@ -411,44 +411,58 @@ async fn a_checkpoint_holds_the_state_of_its_cut_while_the_apply_goes_on() {
     assert_eq!(reader.sizes().2 as u64, at_cut.history_len * 2, "history rows counted at start-up");
 }
 
-/// Goal (issue 10): starting a node does not assemble a snapshot stream (openraft 0.9 asks
-/// for the current snapshot once at start-up, for its meta only; at 10 M transfers assembling
-/// copied 6.9 GB and took 27 s before the node served); a later request still gets a stream
-/// that installs.
-/// Method: the small ledger with a checkpoint, reopened; after `meta_only_at_start` the first
-/// request returns the checkpoint's meta and leaves no snapshot file, the next assembles one,
-/// and installing it gives the same journal head.
+/// Goal (issue 10): serving a snapshot copies nothing and pauses no apply: the current
+/// snapshot is a manifest of the checkpoint and segment files (at 10 M transfers assembling
+/// the stream took 27–35 s on the state-machine task); the stream it names, written to a file
+/// as a follower receives it, installs the same state on a fresh node; and a stream cut short
+/// anywhere is refused, leaving the follower as it was.
+/// Method: the small ledger with a checkpoint; read the manifest's stream as the peer network
+/// does; install it, and prefixes of it, on fresh state machines.
 #[tokio::test]
-async fn the_start_up_snapshot_request_reads_only_the_meta() {
+async fn the_current_snapshot_is_a_manifest_and_the_stream_it_names_installs() {
+    use std::io::Read;
+
     use openraft::RaftSnapshotBuilder;
     use openraft::storage::RaftStateMachine;
 
     let (dir, mut sm) = must_small_ledger().await;
-    // With no checkpoint yet the start-up request finds nothing, and the next request (a
-    // follower's, once one is built) gets a stream, not the checkpoint.
-    sm.meta_only_at_start();
-    assert!(sm.get_current_snapshot().await.unwrap().is_none());
+    assert!(sm.get_current_snapshot().await.unwrap().is_none(), "no checkpoint yet");
     let built = sm.get_snapshot_builder().await.build_snapshot().await.unwrap();
-    let stream = sm.get_current_snapshot().await.unwrap().expect("a checkpoint exists");
-    sm.install_snapshot(&stream.meta, stream.snapshot).await.expect("a stream installs");
     let head = sm.reader().journal_head();
-    drop(sm);
-    let snapshot_files =
-        |dir: &std::path::Path| walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "snap")).count();
-    for path in walk(dir.path()).into_iter().filter(|p| p.extension().is_some_and(|e| e == "snap")) {
-        std::fs::remove_file(path).unwrap();
-    }
+    let current = sm.get_current_snapshot().await.unwrap().expect("a checkpoint exists");
+    assert_eq!(current.meta, built.meta);
+    let manifest = current.snapshot.into_std().await;
+    let manifest_len = manifest.metadata().unwrap().len();
+    assert!(manifest_len < 4096, "a manifest, not a copy of the state: {manifest_len} bytes");
+    let (mut stream, len) = super::snapshot::open(manifest, std::path::Path::new("manifest")).unwrap();
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes).unwrap();
+    assert_eq!(bytes.len() as u64, len, "the announced length is the stream's");
+    assert!(len > 10 * manifest_len, "the stream holds the state: {len} bytes");
+    assert!(walk(dir.path()).iter().all(|p| p.metadata().unwrap().len() < len), "no file holds the whole stream");
 
-    let (_log, mut sm) = super::open(dir.path(), 16 * 1024 * 1024).unwrap();
-    sm.meta_only_at_start();
-    let first = sm.get_current_snapshot().await.unwrap().expect("a checkpoint exists");
-    assert_eq!(first.meta, built.meta);
-    assert_eq!(snapshot_files(dir.path()), 0, "no stream assembled for the meta");
-    let second = sm.get_current_snapshot().await.unwrap().expect("a checkpoint exists");
-    assert_eq!(second.meta, built.meta);
-    assert_eq!(snapshot_files(dir.path()), 1, "the next request assembles the stream");
-    sm.install_snapshot(&second.meta, second.snapshot).await.unwrap();
-    assert_eq!(sm.reader().journal_head(), head);
+    let receive = |bytes: &[u8]| {
+        let follower_dir = tempfile::tempdir().unwrap();
+        let (_log, follower) = super::open(follower_dir.path(), 16 * 1024 * 1024).unwrap();
+        let path = follower_dir.path().join("received");
+        std::fs::write(&path, bytes).unwrap();
+        (follower_dir, _log, follower, path)
+    };
+    let (_follower_dir, _log, mut follower, path) = receive(&bytes);
+    let file = tokio::fs::File::open(&path).await.unwrap();
+    follower.install_snapshot(&current.meta, Box::new(file)).await.expect("the stream installs");
+    assert_eq!(follower.reader().journal_head(), head);
+    assert_eq!(follower.reader().meta(), sm.reader().meta());
+
+    for cut in [0, 1, 40, len / 3, len / 2, len - 9, len - 1] {
+        let (_follower_dir, _log, mut follower, path) = receive(&bytes[..cut as usize]);
+        let before = follower.reader().journal_head();
+        let file = tokio::fs::File::open(&path).await.unwrap();
+        let result = follower.install_snapshot(&current.meta, Box::new(file)).await;
+        assert!(result.is_err(), "a stream cut at {cut} of {len} bytes was installed");
+        assert_eq!(follower.reader().journal_head(), before, "cut at {cut}: the follower is unchanged");
+        assert_eq!(follower.generations(), vec![1], "cut at {cut}: no generation left behind");
+    }
 }
 
 /// Every file under `dir`.

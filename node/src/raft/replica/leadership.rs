@@ -64,6 +64,7 @@ impl Replica {
                 let m = metrics.borrow();
                 let membership = m.membership_config.membership();
                 m.state == ServerState::Follower
+                    && *self.receiving_snapshots.lock().expect("lock is never poisoned") == 0
                     && membership.voter_ids().any(|id| id == self.id)
                     && membership.voter_ids().count() > 1
             };

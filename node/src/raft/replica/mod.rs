@@ -9,10 +9,11 @@
 //!
 //! One concern per file: `write.rs` (propose, forward, shipped entries), `read.rs` (read
 //! index barrier), `membership.rs` (initialize, add, remove), `leadership.rs` (election
-//! watchdog, quorum-loss monitor, leadership transfer).
+//! watchdog, quorum-loss monitor, leadership transfer), `purge.rs` (the Raft log purge).
 
 mod leadership;
 mod membership;
+mod purge;
 mod read;
 mod write;
 
@@ -55,6 +56,8 @@ pub struct Replica {
     /// timeout: the milliseconds since the last quorum acknowledgement. Kept by
     /// [`Replica::monitor_leadership`], awaited by every pending write.
     quorum_lost: watch::Sender<Option<u64>>,
+    /// Snapshots being received from a leader right now (see [`Replica::receiving_snapshot`]).
+    receiving_snapshots: Mutex<usize>,
     pub started: Instant,
 }
 
@@ -86,6 +89,7 @@ impl Replica {
             transferring: AtomicBool::new(false),
             leader_contact: Mutex::new(Instant::now()),
             quorum_lost: watch::Sender::new(None),
+            receiving_snapshots: Mutex::new(0),
             started: Instant::now(),
         }
     }
@@ -110,6 +114,19 @@ impl Replica {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
+    /// Marks a snapshot being received from a leader whose vote this node accepted, until the
+    /// guard drops: this node does not campaign meanwhile (openraft's election timer is off and
+    /// the watchdog's contact is renewed). A node receiving a snapshot is behind the leader and
+    /// cannot win; its campaign only deposed the leader and restarted the transfer, which at
+    /// 10 M transfers never finished (issue 10's wiped-follower runs).
+    pub fn receiving_snapshot(&self) -> ReceivingSnapshot<'_> {
+        let mut receiving = self.receiving_snapshots.lock().expect("lock is never poisoned");
+        *receiving += 1;
+        self.raft.runtime_config().elect(false);
+        self.leader_contacted();
+        ReceivingSnapshot { replica: self }
+    }
+
     /// Notes that a leader's AppendEntries was accepted (for [`Replica::monitor_leadership`]).
     pub fn leader_contacted(&self) {
         *self.leader_contact.lock().expect("lock is never poisoned") = Instant::now();
@@ -118,5 +135,28 @@ impl Replica {
     /// The member record of `node_id` in the current membership.
     pub fn member_of(&self, node_id: NodeId) -> Option<Member> {
         self.raft.metrics().borrow().membership_config.membership().get_node(&node_id).cloned()
+    }
+}
+
+/// See [`Replica::receiving_snapshot`].
+pub struct ReceivingSnapshot<'a> {
+    replica: &'a Replica,
+}
+
+impl ReceivingSnapshot<'_> {
+    /// Renews the leader contact: the snapshot is still arriving or installing.
+    pub fn renew(&self) {
+        self.replica.leader_contacted();
+    }
+}
+
+impl Drop for ReceivingSnapshot<'_> {
+    fn drop(&mut self) {
+        let mut receiving = self.replica.receiving_snapshots.lock().expect("lock is never poisoned");
+        *receiving -= 1;
+        self.replica.leader_contacted();
+        if *receiving == 0 {
+            self.replica.raft.runtime_config().elect(true);
+        }
     }
 }
