@@ -99,22 +99,38 @@ pub struct PeerClients {
     routes: BTreeMap<NodeId, String>,
     channels: Mutex<HashMap<(NodeId, String), Channel>>,
     reach: Mutex<HashMap<NodeId, Reach>>,
-    /// The last index of each snapshot being sent right now: the log after it is kept until
-    /// the send ends (see [`PeerClients::log_held_from`]).
-    sending_snapshots: Mutex<Vec<u64>>,
+    /// Snapshots being sent, or sent a moment ago: the log after each is kept (see
+    /// [`PeerClients::log_held_from`]).
+    sending_snapshots: Mutex<Vec<SnapshotSend>>,
 }
+
+/// A snapshot sent to `target` whose last entry is `index`; `ended` once the send returned.
+#[derive(Clone, Copy, Debug)]
+struct SnapshotSend {
+    target: NodeId,
+    index: u64,
+    ended: Option<Instant>,
+}
+
+/// How long after a snapshot send the log after it stays, unless the follower got past it.
+/// Covers the moment between the follower's install and the leader replicating the next
+/// entries, and an election in between (a new leader starts replicating from scratch).
+const LOG_HELD_AFTER_SEND: Duration = Duration::from_secs(60);
 
 /// Keeps the Raft log after a snapshot being sent (see [`PeerClients::hold_log_after`]).
 pub struct LogHold<'a> {
     clients: &'a PeerClients,
+    target: NodeId,
     index: u64,
 }
 
 impl Drop for LogHold<'_> {
     fn drop(&mut self) {
         let mut sending = self.clients.sending_snapshots.lock().expect("lock is never poisoned");
-        if let Some(at) = sending.iter().position(|index| *index == self.index) {
-            sending.swap_remove(at);
+        if let Some(send) =
+            sending.iter_mut().find(|s| s.target == self.target && s.index == self.index && s.ended.is_none())
+        {
+            send.ended = Some(Instant::now());
         }
     }
 }
@@ -223,18 +239,29 @@ impl PeerClients {
         Ok((client, addr))
     }
 
-    /// Marks a snapshot whose last entry is `index` as being sent, until the hold drops.
-    pub fn hold_log_after(&self, index: u64) -> LogHold<'_> {
-        self.sending_snapshots.lock().expect("lock is never poisoned").push(index);
-        LogHold { clients: self, index }
+    /// Marks a snapshot to `target` whose last entry is `index` as being sent. The log after
+    /// it is held while the send runs and for a while after (see [`Self::log_held_from`]).
+    pub fn hold_log_after(&self, target: NodeId, index: u64) -> LogHold<'_> {
+        self.sending_snapshots.lock().expect("lock is never poisoned").push(SnapshotSend {
+            target,
+            index,
+            ended: None,
+        });
+        LogHold { clients: self, target, index }
     }
 
-    /// The lowest last index of the snapshots being sent, if any: the log after it must stay,
-    /// or the follower that installs the snapshot finds the entries it needs next purged, and
-    /// needs another snapshot (at 2 M transfers a wiped follower took three in a row; at 10 M,
-    /// where a send outlasts a checkpoint interval, it would never catch up).
-    pub fn log_held_from(&self) -> Option<u64> {
-        self.sending_snapshots.lock().expect("lock is never poisoned").iter().min().copied()
+    /// The lowest last index of the snapshots being sent, or sent less than
+    /// `LOG_HELD_AFTER_SEND` ago to a follower whose `matched` index is still below it: the
+    /// log after it must stay, or the follower that installs the snapshot finds the entries it
+    /// needs next purged and needs another snapshot (at 2 M transfers a wiped follower took
+    /// three in a row; at 10 M, where a send outlasts a checkpoint interval, it never caught up).
+    pub fn log_held_from(&self, matched: impl Fn(NodeId) -> Option<u64>) -> Option<u64> {
+        let mut sending = self.sending_snapshots.lock().expect("lock is never poisoned");
+        sending.retain(|send| match send.ended {
+            None => true,
+            Some(ended) => ended.elapsed() < LOG_HELD_AFTER_SEND && matched(send.target) < Some(send.index),
+        });
+        sending.iter().map(|send| send.index).min()
     }
 
     /// Streams a snapshot to `target`: `head` first, then `len` bytes read from `source` (on
@@ -406,7 +433,7 @@ impl RaftNetwork<TypeConfig> for PeerConnection {
                 StreamingError::StorageError(StorageIOError::read_snapshot(Some(meta.signature()), &e).into())
             })?;
         let started = Instant::now();
-        let _hold = self.clients.hold_log_after(meta.last_log_id.map_or(0, |l| l.index));
+        let _hold = self.clients.hold_log_after(self.target, meta.last_log_id.map_or(0, |l| l.index));
         let head = (vote, meta.clone(), len);
         let sending = self.clients.stream_snapshot(self.target, &self.member, &head, source);
         let result = tokio::select! {
@@ -486,6 +513,23 @@ mod tests {
         clients.record(2, PeerMethod::AppendEntries, false);
         clients.record(2, PeerMethod::Propose, true);
         assert!(clients.unreachable(2).is_some(), "only Raft protocol RPCs clear it");
+    }
+
+    #[test]
+    fn the_log_after_a_snapshot_is_held_until_its_follower_got_past_it() {
+        let clients = clients();
+        let matched = |_| Some(90);
+        assert_eq!(clients.log_held_from(matched), None, "nothing sent");
+        let to_2 = clients.hold_log_after(2, 100);
+        let to_3 = clients.hold_log_after(3, 120);
+        assert_eq!(clients.log_held_from(matched), Some(100), "the lowest send in progress");
+        drop(to_2);
+        assert_eq!(clients.log_held_from(matched), Some(100), "sent, but node 2 has not got past it");
+        assert_eq!(clients.log_held_from(|id| (id == 2).then_some(100)), Some(120), "node 2 got there");
+        assert_eq!(clients.log_held_from(matched), Some(120), "released for good");
+        drop(to_3);
+        assert_eq!(clients.log_held_from(|_| None), Some(120), "node 3 not heard from since");
+        assert_eq!(clients.log_held_from(|_| Some(121)), None);
     }
 
     #[tokio::test]

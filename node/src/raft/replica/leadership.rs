@@ -55,6 +55,9 @@ impl Replica {
                 self.leader_contacted();
                 continue;
             }
+            if !self.resume_elections_if_due() {
+                continue;
+            }
             let silent = self.leader_contact.lock().expect("lock is never poisoned").elapsed();
             if silent < threshold {
                 continue;
@@ -64,7 +67,6 @@ impl Replica {
                 let m = metrics.borrow();
                 let membership = m.membership_config.membership();
                 m.state == ServerState::Follower
-                    && *self.receiving_snapshots.lock().expect("lock is never poisoned") == 0
                     && membership.voter_ids().any(|id| id == self.id)
                     && membership.voter_ids().count() > 1
             };

@@ -56,8 +56,9 @@ pub struct Replica {
     /// timeout: the milliseconds since the last quorum acknowledgement. Kept by
     /// [`Replica::monitor_leadership`], awaited by every pending write.
     quorum_lost: watch::Sender<Option<u64>>,
-    /// Snapshots being received from a leader right now (see [`Replica::receiving_snapshot`]).
-    receiving_snapshots: Mutex<usize>,
+    /// Snapshots being received from a leader right now, and when elections resume after
+    /// the last one (see [`Replica::receiving_snapshot`]).
+    receiving_snapshots: Mutex<Receiving>,
     pub started: Instant,
 }
 
@@ -89,7 +90,7 @@ impl Replica {
             transferring: AtomicBool::new(false),
             leader_contact: Mutex::new(Instant::now()),
             quorum_lost: watch::Sender::new(None),
-            receiving_snapshots: Mutex::new(0),
+            receiving_snapshots: Mutex::new(Receiving::default()),
             started: Instant::now(),
         }
     }
@@ -114,17 +115,41 @@ impl Replica {
         m.state == ServerState::Leader && m.current_leader == Some(self.id)
     }
 
-    /// Marks a snapshot being received from a leader whose vote this node accepted, until the
-    /// guard drops: this node does not campaign meanwhile (openraft's election timer is off and
-    /// the watchdog's contact is renewed). A node receiving a snapshot is behind the leader and
-    /// cannot win; its campaign only deposed the leader and restarted the transfer, which at
-    /// 10 M transfers never finished (issue 10's wiped-follower runs).
+    /// Marks a snapshot being received from a leader whose vote this node accepted: this node
+    /// does not campaign while the guard lives, nor for a lease after the last one dropped
+    /// (openraft's election timer is off, the watchdog waits; see
+    /// [`Replica::resume_elections_if_due`]). A node receiving a snapshot is behind the leader
+    /// and cannot win; its campaign only deposed the leader and restarted the transfer, which
+    /// at 10 M transfers never finished. Right after the install it still must not: the
+    /// snapshot's membership can be older than the log (a wiped node added back as a learner
+    /// found itself a voter in it and campaigned at once), and the entries that say otherwise
+    /// arrive with the leader's next AppendEntries.
     pub fn receiving_snapshot(&self) -> ReceivingSnapshot<'_> {
         let mut receiving = self.receiving_snapshots.lock().expect("lock is never poisoned");
-        *receiving += 1;
+        receiving.count += 1;
+        receiving.resume_at = None;
         self.raft.runtime_config().elect(false);
         self.leader_contacted();
         ReceivingSnapshot { replica: self }
+    }
+
+    /// Turns openraft's elections back on once no snapshot is being received and a lease has
+    /// passed since the last one (called by the watchdog). Returns whether this node may
+    /// campaign now.
+    fn resume_elections_if_due(&self) -> bool {
+        let mut receiving = self.receiving_snapshots.lock().expect("lock is never poisoned");
+        if receiving.count > 0 {
+            return false;
+        }
+        match receiving.resume_at {
+            None => true,
+            Some(at) if Instant::now() >= at => {
+                receiving.resume_at = None;
+                self.raft.runtime_config().elect(true);
+                true
+            }
+            Some(_) => false,
+        }
     }
 
     /// Notes that a leader's AppendEntries was accepted (for [`Replica::monitor_leadership`]).
@@ -153,10 +178,17 @@ impl ReceivingSnapshot<'_> {
 impl Drop for ReceivingSnapshot<'_> {
     fn drop(&mut self) {
         let mut receiving = self.replica.receiving_snapshots.lock().expect("lock is never poisoned");
-        *receiving -= 1;
+        receiving.count -= 1;
         self.replica.leader_contacted();
-        if *receiving == 0 {
-            self.replica.raft.runtime_config().elect(true);
+        if receiving.count == 0 {
+            receiving.resume_at = Some(Instant::now() + self.replica.election_max);
         }
     }
+}
+
+/// Snapshots being received, and when elections resume after the last.
+#[derive(Debug, Default)]
+struct Receiving {
+    count: usize,
+    resume_at: Option<Instant>,
 }

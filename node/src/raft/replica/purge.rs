@@ -4,10 +4,12 @@
 //! checkpoint interval (10 M transfers) it never catches up. openraft's own purge is off
 //! (`max_in_snapshot_log_to_keep` is infinite, see `config.rs`) and the replica purges instead.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::Replica;
+use crate::raft::types::NodeId;
 
 /// How often the purge point is looked at.
 const PURGE_EVERY: Duration = Duration::from_millis(100);
@@ -15,21 +17,28 @@ const PURGE_EVERY: Duration = Duration::from_millis(100);
 impl Replica {
     /// Until the task is aborted or Raft stops: purges the log up to `keep` entries below the
     /// newest snapshot (a durable checkpoint: the log is never purged past it), never past the
-    /// last entry of a snapshot this node is sending, and at least `batch` entries at a time.
+    /// last entry of a snapshot this node is sending (or just sent to a follower that has not
+    /// got past it), and at least `batch` entries at a time.
     pub async fn keep_log_purged(self: Arc<Self>, keep: u64, batch: u64) {
         let mut tick = tokio::time::interval(PURGE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut asked = 0;
         loop {
             tick.tick().await;
-            let (snapshot, purged) = {
+            let (snapshot, purged, matched) = {
                 let metrics = self.raft.metrics();
                 let m = metrics.borrow();
-                (m.snapshot.map(|l| l.index), m.purged.map_or(0, |l| l.index))
+                let matched: BTreeMap<NodeId, u64> = m
+                    .replication
+                    .iter()
+                    .flat_map(|r| r.iter())
+                    .filter_map(|(id, log_id)| Some((*id, log_id.as_ref()?.index)))
+                    .collect();
+                (m.snapshot.map(|l| l.index), m.purged.map_or(0, |l| l.index), matched)
             };
             let Some(snapshot) = snapshot else { continue };
             let mut upto = snapshot.saturating_sub(keep);
-            if let Some(held) = self.peers.log_held_from() {
+            if let Some(held) = self.peers.log_held_from(|id| matched.get(&id).copied()) {
                 upto = upto.min(held);
             }
             if upto == 0 || upto < purged.max(asked) + batch.max(1) {
