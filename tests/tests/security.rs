@@ -214,6 +214,65 @@ async fn every_rpc_against_every_role() {
     assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
 }
 
+/// Goal: a node refuses a damaged snapshot stream from a peer before installing anything, and
+/// goes on serving (a damaged stream handed to openraft's install would be a storage error
+/// that stops the node).
+/// Method: as a node certificate, stream a follower a snapshot whose head carries a vote
+/// newer than any (so it is not refused as stale) and whose bytes are a stream with one
+/// changed byte; expect DATA_LOSS, then the follower's status and journal head unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_snapshot_stream_is_refused_and_the_node_goes_on() {
+    let test = TestCluster::start(node_bin!(), Spec::single_site(3)).await;
+    let certs = test.cluster.certs.clone().unwrap();
+    certs.issue(&certs.client("node-client"), "node-client", "node", (-1, 30)).unwrap();
+    let admin = client_as(&test, "admin");
+    must_create_accounts(&admin, vec![account("bank", "EUR"), account("target", "EUR")]).await;
+    let leader = test.leader("primary").await;
+    let follower = test.cluster.site_keys("primary").into_iter().find(|k| *k != leader).expect("a follower");
+    let before = test.status(&follower).await;
+    let peer_addr = test.cluster.topology.site("primary").unwrap().node(follower.1).unwrap().peer_addr.clone();
+    let tls = test.cluster.client_config_as("node-client", vec![]).unwrap().tls.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    let mut peer = ledger_proto::v1::peer::raft_peer_client::RaftPeerClient::new(channel);
+    // A stream with a checkpoint body of 4 bytes whose crc32 (0) does not match it.
+    let mut stream = b"LEDGER-SNAPSHOT-2\n".to_vec();
+    stream.extend_from_slice(&4u64.to_le_bytes());
+    stream.extend_from_slice(&0u32.to_le_bytes());
+    stream.extend_from_slice(b"body");
+    let vote = ledger_node::raft::types::Vote::new_committed(u64::MAX / 2, leader.1);
+    let meta = ledger_node::raft::types::SnapshotMeta {
+        last_log_id: None,
+        last_membership: Default::default(),
+        snapshot_id: "forged".into(),
+    };
+    let head: ledger_node::raft::network::SnapshotHead = (vote, meta, stream.len() as u64);
+    let parts = vec![
+        ledger_proto::v1::peer::SnapshotPart {
+            request: Some(ledger_proto::v1::peer::RaftRequest {
+                cluster: "primary".into(),
+                from: leader.1,
+                to: follower.1,
+                payload: ledger_core::codec::encode(&head),
+            }),
+            data: vec![],
+        },
+        ledger_proto::v1::peer::SnapshotPart { request: None, data: stream },
+    ];
+    let refused = peer.stream_snapshot(tokio_stream::iter(parts)).await.expect_err("a damaged stream is refused");
+    assert_eq!(refused.code(), Code::DataLoss, "{refused:?}");
+    assert!(refused.message().contains("checkpoint checksum mismatch"), "{refused:?}");
+    // Still serving, on the same state, and still following the same leader.
+    admin.create_transfers(vec![transfer("after", "bank", "target", "1.00")], false).await.unwrap();
+    test.wait_heads_equal(&test.cluster.site_keys("primary")).await;
+    let after = test.status(&follower).await;
+    assert_eq!(after.snapshot_index, before.snapshot_index, "nothing installed");
+    assert!(after.applied_index > before.applied_index, "{before:?} -> {after:?}");
+}
+
 /// A client presenting `tls` (or none), one attempt at Status.
 async fn status_with(addr: &str, tls: Option<tonic::transport::ClientTlsConfig>) -> Result<(), tonic::Status> {
     let scheme = if tls.is_some() { "https" } else { "http" };

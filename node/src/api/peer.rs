@@ -29,6 +29,7 @@ use crate::raft::replica::Replica;
 use crate::raft::types::NodeId;
 use crate::raft::types::Snapshot;
 use crate::raft::types::TypeConfig;
+use crate::store::snapshot::StreamCheck;
 
 /// How often a snapshot chunk call that is still running (installing) renews the leader
 /// contact that keeps this node from campaigning.
@@ -142,18 +143,25 @@ impl RaftPeer for PeerService {
             .await
             .map_err(|e| Status::unavailable(format!("cannot receive a snapshot now: {e}")))?;
         let mut received = 0u64;
+        // Checked as it arrives: a damaged stream handed to the install would fail it, and a
+        // failed install is a storage error that stops this node.
+        let mut check = StreamCheck::default();
         let copied: Result<(), Status> = async {
             while let Some(part) = parts.message().await? {
                 received += part.data.len() as u64;
                 if received > len {
                     return Err(Status::invalid_argument(format!("snapshot stream longer than its {len} bytes")));
                 }
+                check.feed(&part.data).map_err(|e| {
+                    Status::data_loss(format!("damaged snapshot stream at byte {received} of {len}: {e}"))
+                })?;
                 file.write_all(&part.data).await.map_err(|e| Status::internal(format!("writing the snapshot: {e}")))?;
                 receiving.renew();
             }
             if received != len {
                 return Err(Status::aborted(format!("snapshot stream ended at {received} of {len} bytes")));
             }
+            check.finish().map_err(|e| Status::data_loss(format!("damaged snapshot stream: {e}")))?;
             file.flush().await.map_err(|e| Status::internal(format!("writing the snapshot: {e}")))
         }
         .await;

@@ -170,6 +170,160 @@ impl Read for Source {
     }
 }
 
+/// Checks a snapshot stream part by part as it arrives, as [`read_into`] will read it: the
+/// magic, the checkpoint body's length and crc32, each log's frames with their crc32, and the
+/// end marker. The receiver refuses a damaged stream before it reaches the install, where a
+/// failure is a storage error that stops the node.
+#[derive(Debug)]
+pub struct StreamCheck {
+    at: Expect,
+    /// A fixed-size field being gathered across parts.
+    field: Vec<u8>,
+    crc: crc32fast::Hasher,
+    expected_crc: u32,
+    /// Bytes left in the body or the current frame's record.
+    remaining: u64,
+    /// Which log (0..3), and bytes left in it.
+    log: usize,
+    log_remaining: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expect {
+    Magic,
+    BodyHeader,
+    Body,
+    LogLen,
+    FrameHeader,
+    Record,
+    End,
+    Done,
+}
+
+impl Default for StreamCheck {
+    fn default() -> Self {
+        StreamCheck {
+            at: Expect::Magic,
+            field: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+            expected_crc: 0,
+            remaining: 0,
+            log: 0,
+            log_remaining: 0,
+        }
+    }
+}
+
+impl StreamCheck {
+    /// Checks the next `bytes` of the stream.
+    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        while !bytes.is_empty() {
+            match self.at {
+                Expect::Magic => {
+                    let Some(magic) = self.gather(&mut bytes, MAGIC.len()) else { continue };
+                    if magic != MAGIC {
+                        return Err("not a ledger snapshot stream".into());
+                    }
+                    self.at = Expect::BodyHeader;
+                }
+                Expect::BodyHeader => {
+                    let Some(field) = self.gather(&mut bytes, 12) else { continue };
+                    let len = u64::from_le_bytes(field[0..8].try_into().expect("8 bytes"));
+                    if len > 64 * 1024 * 1024 * 1024 {
+                        return Err("checkpoint length out of range".into());
+                    }
+                    self.expected_crc = u32::from_le_bytes(field[8..12].try_into().expect("4 bytes"));
+                    self.crc = crc32fast::Hasher::new();
+                    self.remaining = len;
+                    self.at = Expect::Body;
+                }
+                Expect::Body | Expect::Record => {
+                    let n = bytes.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+                    self.crc.update(&bytes[..n]);
+                    bytes = &bytes[n..];
+                    self.remaining -= n as u64;
+                    if self.remaining == 0 {
+                        self.end_of_item()?;
+                    }
+                }
+                Expect::LogLen => {
+                    let Some(field) = self.gather(&mut bytes, 8) else { continue };
+                    self.log_remaining = u64::from_le_bytes(field.try_into().expect("8 bytes"));
+                    self.next_frame_or_log();
+                }
+                Expect::FrameHeader => {
+                    let Some(field) = self.gather(&mut bytes, segment::FRAME_HEADER_BYTES as usize) else { continue };
+                    let len = u32::from_le_bytes(field[0..4].try_into().expect("4 bytes"));
+                    self.expected_crc = u32::from_le_bytes(field[4..8].try_into().expect("4 bytes"));
+                    let framed = segment::FRAME_HEADER_BYTES + u64::from(len);
+                    if len as usize > segment::RECORD_BYTES_MAX || framed > self.log_remaining {
+                        return Err(format!("a frame of the {} log runs past it", LOG_NAMES[self.log]));
+                    }
+                    self.log_remaining -= framed;
+                    self.crc = crc32fast::Hasher::new();
+                    self.crc.update(&len.to_le_bytes());
+                    self.remaining = u64::from(len);
+                    self.at = Expect::Record;
+                    if len == 0 {
+                        self.end_of_item()?;
+                    }
+                }
+                Expect::End => {
+                    let Some(end) = self.gather(&mut bytes, END.len()) else { continue };
+                    if end != END {
+                        return Err("missing end marker".into());
+                    }
+                    self.at = Expect::Done;
+                }
+                Expect::Done => return Err("bytes after the end marker".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the whole stream arrived.
+    pub fn finish(&self) -> Result<(), String> {
+        match self.at {
+            Expect::Done => Ok(()),
+            at => Err(format!("the stream ended early (expecting {at:?})")),
+        }
+    }
+
+    /// Gathers a field of `n` bytes from `bytes` (across calls); `Some` once it is whole.
+    fn gather(&mut self, bytes: &mut &[u8], n: usize) -> Option<Vec<u8>> {
+        let take = (n - self.field.len()).min(bytes.len());
+        self.field.extend_from_slice(&bytes[..take]);
+        *bytes = &bytes[take..];
+        (self.field.len() == n).then(|| std::mem::take(&mut self.field))
+    }
+
+    /// The body or a record ended: check its crc32 and move on.
+    fn end_of_item(&mut self) -> Result<(), String> {
+        let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
+        if crc != self.expected_crc {
+            return Err(match self.at {
+                Expect::Body => "checkpoint checksum mismatch".into(),
+                _ => format!("frame checksum mismatch in the {} log", LOG_NAMES[self.log]),
+            });
+        }
+        if self.at == Expect::Body {
+            self.at = Expect::LogLen;
+        } else {
+            self.next_frame_or_log();
+        }
+        Ok(())
+    }
+
+    fn next_frame_or_log(&mut self) {
+        if self.log_remaining > 0 {
+            self.at = Expect::FrameHeader;
+        } else {
+            self.log += 1;
+            self.at = if self.log == LOG_NAMES.len() { Expect::End } else { Expect::LogLen };
+        }
+    }
+}
+
 /// Reads a snapshot stream into fresh logs under `dir` (which must hold none), verifying every
 /// frame, and syncs them. Returns the checkpoint body and the cuts of the new logs (base 0:
 /// the stream carries only the current content).

@@ -441,6 +441,33 @@ async fn the_current_snapshot_is_a_manifest_and_the_stream_it_names_installs() {
     assert!(len > 10 * manifest_len, "the stream holds the state: {len} bytes");
     assert!(walk(dir.path()).iter().all(|p| p.metadata().unwrap().len() < len), "no file holds the whole stream");
 
+    // The receiver's check accepts the stream in parts of any size, and refuses it cut short
+    // or with any byte changed.
+    let check = |bytes: &[u8], part: usize| -> Result<(), String> {
+        let mut check = super::snapshot::StreamCheck::default();
+        for chunk in bytes.chunks(part) {
+            check.feed(chunk)?;
+        }
+        check.finish()
+    };
+    for part in [1, 7, 4096, bytes.len()] {
+        assert_eq!(check(&bytes, part), Ok(()), "parts of {part} bytes");
+    }
+    for cut in [0, 17, len / 2, len - 1] {
+        assert!(check(&bytes[..cut as usize], 4096).is_err(), "cut at {cut}");
+    }
+    let mut positions: Vec<usize> = (0..64).collect();
+    positions.extend((1..200).map(|i| i * bytes.len() / 200));
+    positions.push(bytes.len() - 1);
+    for at in positions {
+        let mut damaged = bytes.clone();
+        damaged[at] ^= 0x20;
+        assert!(check(&damaged, 4096).is_err(), "byte {at} of {len} changed");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(check(&longer, 4096).is_err(), "a byte after the end");
+
     let receive = |bytes: &[u8]| {
         let follower_dir = tempfile::tempdir().unwrap();
         let (_log, follower) = super::open(follower_dir.path(), 16 * 1024 * 1024).unwrap();
