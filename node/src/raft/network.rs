@@ -250,18 +250,23 @@ impl PeerClients {
         LogHold { clients: self, target, index }
     }
 
-    /// The lowest last index of the snapshots being sent, or sent less than
-    /// `LOG_HELD_AFTER_SEND` ago to a follower whose `matched` index is still below it: the
-    /// log after it must stay, or the follower that installs the snapshot finds the entries it
-    /// needs next purged and needs another snapshot (at 2 M transfers a wiped follower took
-    /// three in a row; at 10 M, where a send outlasts a checkpoint interval, it never caught up).
+    /// How far the log must stay for the snapshots being sent or sent less than
+    /// `LOG_HELD_AFTER_SEND` ago: from a send in progress, its last index; after a send, the
+    /// follower's `matched` index (not below the snapshot's), so the log it still needs stays
+    /// while it catches up. Otherwise the follower that installs the snapshot can find the
+    /// entries it needs next purged and need another snapshot (at 2 M transfers a wiped
+    /// follower took three in a row; at 10 M, where a send outlasts a checkpoint interval, it
+    /// never caught up).
     pub fn log_held_from(&self, matched: impl Fn(NodeId) -> Option<u64>) -> Option<u64> {
         let mut sending = self.sending_snapshots.lock().expect("lock is never poisoned");
-        sending.retain(|send| match send.ended {
-            None => true,
-            Some(ended) => ended.elapsed() < LOG_HELD_AFTER_SEND && matched(send.target) < Some(send.index),
-        });
-        sending.iter().map(|send| send.index).min()
+        sending.retain(|send| send.ended.is_none_or(|ended| ended.elapsed() < LOG_HELD_AFTER_SEND));
+        sending
+            .iter()
+            .map(|send| match send.ended {
+                None => send.index,
+                Some(_) => matched(send.target).map_or(send.index, |m| m.max(send.index)),
+            })
+            .min()
     }
 
     /// Streams a snapshot to `target`: `head` first, then `len` bytes read from `source` (on
@@ -516,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn the_log_after_a_snapshot_is_held_until_its_follower_got_past_it() {
+    fn the_log_after_a_snapshot_is_held_while_its_follower_catches_up() {
         let clients = clients();
         let matched = |_| Some(90);
         assert_eq!(clients.log_held_from(matched), None, "nothing sent");
@@ -524,12 +529,12 @@ mod tests {
         let to_3 = clients.hold_log_after(3, 120);
         assert_eq!(clients.log_held_from(matched), Some(100), "the lowest send in progress");
         drop(to_2);
-        assert_eq!(clients.log_held_from(matched), Some(100), "sent, but node 2 has not got past it");
-        assert_eq!(clients.log_held_from(|id| (id == 2).then_some(100)), Some(120), "node 2 got there");
-        assert_eq!(clients.log_held_from(matched), Some(120), "released for good");
+        assert_eq!(clients.log_held_from(matched), Some(100), "sent, node 2 not past it yet");
+        assert_eq!(clients.log_held_from(|id| (id == 2).then_some(110)), Some(110), "node 2 catching up");
+        assert_eq!(clients.log_held_from(|id| (id == 2).then_some(130)), Some(120), "node 3's send holds");
         drop(to_3);
-        assert_eq!(clients.log_held_from(|_| None), Some(120), "node 3 not heard from since");
-        assert_eq!(clients.log_held_from(|_| Some(121)), None);
+        assert_eq!(clients.log_held_from(|_| None), Some(100), "neither heard from since");
+        assert_eq!(clients.log_held_from(|_| Some(500)), Some(500), "both caught up: held only where they are");
     }
 
     #[tokio::test]

@@ -17,8 +17,8 @@ const PURGE_EVERY: Duration = Duration::from_millis(100);
 impl Replica {
     /// Until the task is aborted or Raft stops: purges the log up to `keep` entries below the
     /// newest snapshot (a durable checkpoint: the log is never purged past it), never past the
-    /// last entry of a snapshot this node is sending (or just sent to a follower that has not
-    /// got past it), and at least `batch` entries at a time.
+    /// last entry of a snapshot this node is sending, nor past where a follower it sent one to
+    /// in the last minute has got, and at least `batch` entries at a time.
     pub async fn keep_log_purged(self: Arc<Self>, keep: u64, batch: u64) {
         let mut tick = tokio::time::interval(PURGE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
