@@ -31,6 +31,41 @@ fn all_accounts(accounts: &[String]) -> Vec<String> {
     all
 }
 
+/// Snapshots every 20 entries keeping 5 after each, purged an entry at a time: a follower that
+/// misses 40 writes needs a snapshot.
+fn small_snapshots(config: &mut ledger_node::config::NodeConfig) {
+    config.raft.snapshot_every_entries = 20;
+    config.raft.keep_entries_after_snapshot = 5;
+    config.raft.purge_batch_entries = 1;
+}
+
+/// Posts `count` single transfers `{prefix}-{n}` one request at a time, round the four
+/// accounts; `n` counts on across calls.
+async fn post_one_by_one(
+    client: &ledger_client::LedgerClient,
+    accounts: &[String],
+    prefix: &str,
+    n: &mut usize,
+    count: usize,
+) {
+    for _ in 0..count {
+        *n += 1;
+        let t = transfer(&format!("{prefix}-{n}"), &accounts[*n % 4], &accounts[(*n + 1) % 4], "1.00");
+        client.create_transfers(vec![t], false).await.expect("write");
+    }
+}
+
+/// Stops a follower of site primary on SIGTERM and wipes its data dir; returns (leader, follower).
+async fn stop_and_wipe_a_follower(
+    test: &mut TestCluster,
+) -> (ledger_cluster::launcher::NodeKey, ledger_cluster::launcher::NodeKey) {
+    let leader = test.leader("primary").await;
+    let follower = test.cluster.site_keys("primary").into_iter().find(|k| *k != leader).expect("a follower");
+    assert!(test.cluster.stop(&follower), "follower stops cleanly on SIGTERM");
+    test.cluster.wipe(&follower).expect("wipe");
+    (leader, follower)
+}
+
 /// Goal: concurrent clients on every node, some transfers rejected for insufficient funds;
 /// at the end balances are exactly what the journal says, money is conserved, no deposit
 /// account is overdrawn, every acknowledged transfer is there once, and the three nodes hold
@@ -130,35 +165,15 @@ async fn leader_killed_under_load_then_restarted() {
 /// restart it, wait for equal heads, and check it installed a snapshot received as a stream.
 #[tokio::test(flavor = "multi_thread")]
 async fn wiped_follower_rejoins_by_snapshot() {
-    let spec = Spec::single_site(3).with_tweak(|_, config| {
-        config.raft.snapshot_every_entries = 20;
-        config.raft.keep_entries_after_snapshot = 5;
-        config.raft.purge_batch_entries = 1;
-    });
+    let spec = Spec::single_site(3).with_tweak(|_, config| small_snapshots(config));
     let mut test = TestCluster::start(node_bin!(), spec).await;
     let accounts = funded_accounts(4);
     open_and_fund(&test, &accounts, "1000.00").await;
     let client = test.site_client("primary");
     let mut n = 0;
-    let mut post_some = |count: usize| {
-        let batches: Vec<Vec<pb::NewTransfer>> = (0..count)
-            .map(|_| {
-                n += 1;
-                vec![transfer(&format!("s-{n}"), &accounts[n % 4], &accounts[(n + 1) % 4], "1.00")]
-            })
-            .collect();
-        batches
-    };
-    for batch in post_some(40) {
-        client.create_transfers(batch, false).await.expect("write");
-    }
-    let leader = test.leader("primary").await;
-    let follower = test.cluster.site_keys("primary").into_iter().find(|k| *k != leader).expect("a follower");
-    assert!(test.cluster.stop(&follower), "follower stops cleanly on SIGTERM");
-    test.cluster.wipe(&follower).expect("wipe");
-    for batch in post_some(60) {
-        client.create_transfers(batch, false).await.expect("write");
-    }
+    post_one_by_one(&client, &accounts, "s", &mut n, 40).await;
+    let (leader, follower) = stop_and_wipe_a_follower(&mut test).await;
+    post_one_by_one(&client, &accounts, "s", &mut n, 60).await;
     let leader_status = test.status(&leader).await;
     assert!(leader_status.purged_index > 0, "the leader purged its log: {leader_status:?}");
     test.cluster.start(&follower).expect("restart wiped follower");
@@ -187,9 +202,7 @@ async fn wiped_follower_rejoins_by_snapshot() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_follower_installing_a_snapshot_catches_up_from_the_log_after_it() {
     let spec = Spec::single_site(3).with_tweak(|_, config| {
-        config.raft.snapshot_every_entries = 20;
-        config.raft.keep_entries_after_snapshot = 5;
-        config.raft.purge_batch_entries = 1;
+        small_snapshots(config);
         // Only a node that receives a snapshot is slowed: here, the wiped follower.
         config.failpoints = vec![ledger_node::failpoint::SNAPSHOT_RECEIVE_SLOW.into()];
     });
@@ -198,19 +211,9 @@ async fn a_follower_installing_a_snapshot_catches_up_from_the_log_after_it() {
     open_and_fund(&test, &accounts, "1000.00").await;
     let client = test.site_client("primary");
     let mut n = 0;
-    let mut write = async |count: usize| {
-        for _ in 0..count {
-            n += 1;
-            let t = transfer(&format!("h-{n}"), &accounts[n % 4], &accounts[(n + 1) % 4], "1.00");
-            client.create_transfers(vec![t], false).await.expect("write");
-        }
-    };
-    write(40).await;
-    let leader = test.leader("primary").await;
-    let follower = test.cluster.site_keys("primary").into_iter().find(|k| *k != leader).expect("a follower");
-    assert!(test.cluster.stop(&follower), "follower stops cleanly on SIGTERM");
-    test.cluster.wipe(&follower).expect("wipe");
-    write(60).await;
+    post_one_by_one(&client, &accounts, "h", &mut n, 40).await;
+    let (leader, follower) = stop_and_wipe_a_follower(&mut test).await;
+    post_one_by_one(&client, &accounts, "h", &mut n, 60).await;
     test.cluster.start(&follower).expect("restart wiped follower");
     let log_of = |key| std::fs::read_to_string(test.cluster.log_path(key)).unwrap_or_default();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -219,7 +222,7 @@ async fn a_follower_installing_a_snapshot_catches_up_from_the_log_after_it() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let purged_before = test.status(&leader).await.purged_index;
-    write(60).await;
+    post_one_by_one(&client, &accounts, "h", &mut n, 60).await;
     let all = test.cluster.site_keys("primary");
     test.wait_heads_equal(&all).await;
     let leader_status = test.status(&leader).await;

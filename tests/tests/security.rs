@@ -77,6 +77,22 @@ fn client_as(test: &TestCluster, identity: &str) -> LedgerClient {
 }
 
 /// Calls `rpc` harmlessly as `client`; returns the gRPC code (Ok for success).
+/// A Raft peer client to primary node `node`'s peer port, presenting `identity`'s certificate.
+fn peer_client_as(
+    test: &TestCluster,
+    node: u64,
+    identity: &str,
+) -> ledger_proto::v1::peer::raft_peer_client::RaftPeerClient<tonic::transport::Channel> {
+    let peer_addr = test.cluster.topology.site("primary").unwrap().node(node).unwrap().peer_addr.clone();
+    let tls = test.cluster.client_config_as(identity, vec![]).unwrap().tls.unwrap();
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    ledger_proto::v1::peer::raft_peer_client::RaftPeerClient::new(channel)
+}
+
 async fn call(client: &LedgerClient, rpc: &str, n: usize) -> Code {
     let code = |r: Result<(), ledger_client::ClientError>| match r {
         Ok(()) => Code::Ok,
@@ -184,14 +200,7 @@ async fn every_rpc_against_every_role() {
 
     // The Raft port takes node certificates only.
     let key = test.leader("primary").await;
-    let peer_addr = test.cluster.topology.site("primary").unwrap().node(key.1).unwrap().peer_addr.clone();
-    let tls = test.cluster.client_config_as("writer", vec![]).unwrap().tls.unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_lazy();
-    let mut peer = ledger_proto::v1::peer::raft_peer_client::RaftPeerClient::new(channel);
+    let mut peer = peer_client_as(&test, key.1, "writer");
     let refused = peer
         .vote(ledger_proto::v1::peer::RaftRequest { cluster: "primary".into(), from: 9, to: key.1, payload: vec![] })
         .await
@@ -230,14 +239,7 @@ async fn a_damaged_snapshot_stream_is_refused_and_the_node_goes_on() {
     let leader = test.leader("primary").await;
     let follower = test.cluster.site_keys("primary").into_iter().find(|k| *k != leader).expect("a follower");
     let before = test.status(&follower).await;
-    let peer_addr = test.cluster.topology.site("primary").unwrap().node(follower.1).unwrap().peer_addr.clone();
-    let tls = test.cluster.client_config_as("node-client", vec![]).unwrap().tls.unwrap();
-    let channel = tonic::transport::Endpoint::from_shared(format!("https://{peer_addr}"))
-        .unwrap()
-        .tls_config(tls)
-        .unwrap()
-        .connect_lazy();
-    let mut peer = ledger_proto::v1::peer::raft_peer_client::RaftPeerClient::new(channel);
+    let mut peer = peer_client_as(&test, follower.1, "node-client");
     // A stream with a checkpoint body of 4 bytes whose crc32 (0) does not match it.
     let mut stream = b"LEDGER-SNAPSHOT-2\n".to_vec();
     stream.extend_from_slice(&4u64.to_le_bytes());

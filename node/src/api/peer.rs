@@ -106,14 +106,7 @@ impl RaftPeer for PeerService {
         // renewed while the call runs, and once more if the leader's vote was accepted.
         let vote = rpc.vote;
         self.replica.leader_contacted();
-        let call = self.replica.raft.install_snapshot(rpc);
-        tokio::pin!(call);
-        let response = loop {
-            tokio::select! {
-                response = &mut call => break response,
-                () = tokio::time::sleep(INSTALL_CONTACT_EVERY) => self.replica.leader_contacted(),
-            }
-        };
+        let response = renewing(self.replica.raft.install_snapshot(rpc), || self.replica.leader_contacted()).await;
         if matches!(&response, Ok(r) if r.vote == vote) {
             self.replica.leader_contacted();
         }
@@ -174,22 +167,12 @@ impl RaftPeer for PeerService {
         let received_ms = started.elapsed().as_millis() as u64;
         if crate::failpoint::armed(crate::failpoint::SNAPSHOT_RECEIVE_SLOW) {
             tracing::warn!(snapshot = %meta.snapshot_id, "failpoint: holding a received snapshot before installing it");
-            let until = tokio::time::Instant::now()
-                + std::time::Duration::from_millis(crate::failpoint::SNAPSHOT_RECEIVE_SLOW_MS);
-            while tokio::time::Instant::now() < until {
-                tokio::time::sleep(INSTALL_CONTACT_EVERY).await;
-                receiving.renew();
-            }
+            let hold = std::time::Duration::from_millis(crate::failpoint::SNAPSHOT_RECEIVE_SLOW_MS);
+            renewing(tokio::time::sleep(hold), || receiving.renew()).await;
         }
         let snapshot_id = meta.snapshot_id.clone();
-        let call = self.replica.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: file });
-        tokio::pin!(call);
-        let response = loop {
-            tokio::select! {
-                response = &mut call => break response,
-                () = tokio::time::sleep(INSTALL_CONTACT_EVERY) => receiving.renew(),
-            }
-        };
+        let install = self.replica.raft.install_full_snapshot(vote, Snapshot { meta, snapshot: file });
+        let response = renewing(install, || receiving.renew()).await;
         tracing::info!(
             from,
             snapshot = %snapshot_id,
@@ -217,5 +200,17 @@ impl RaftPeer for PeerService {
         tracing::info!(from, "asked to campaign for leadership");
         let result: Result<(), String> = self.replica.raft.trigger().elect().await.map_err(|e| e.to_string());
         reply(&result)
+    }
+}
+
+/// Awaits `call`, calling `renew` every `INSTALL_CONTACT_EVERY` while it runs: an install
+/// (or a held stream) outlasting a lease must not read as the leader gone silent.
+async fn renewing<F: std::future::Future>(call: F, renew: impl Fn()) -> F::Output {
+    tokio::pin!(call);
+    loop {
+        tokio::select! {
+            output = &mut call => return output,
+            () = tokio::time::sleep(INSTALL_CONTACT_EVERY) => renew(),
+        }
     }
 }

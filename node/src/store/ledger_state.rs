@@ -992,6 +992,22 @@ mod tests {
         assert!(err.to_string().contains("has none in the checkpoint"), "{err}");
     }
 
+    /// A posted transfer of 1 from `a` to `b`, at journal seq `seq` (and ledger time `seq`).
+    fn posted_transfer(id: &str, seq: u64) -> Transfer {
+        Transfer {
+            request: NewTransfer::posted(id, "a", "b", ledger_core::Decimal::ONE),
+            result: ledger_core::reject::ResultCode::Ok,
+            state: ledger_core::transfer::TransferState::Posted,
+            debit_account_id: AccountId::new("a"),
+            credit_account_id: AccountId::new("b"),
+            currency: None,
+            amount: ledger_core::Decimal::ONE,
+            ledger_time_ms: seq,
+            journal_seq: seq,
+            expires_at_ms: None,
+        }
+    }
+
     /// Goal: the start-up rebuild of the transfer id index (sorted by bucket, inserted in one
     /// sweep) finds every id at its newest version, as the apply's index does, also when
     /// every id shares one fingerprint (then the stored ids settle it).
@@ -1011,18 +1027,7 @@ mod tests {
         let mut log = SegmentLog::open(dir.path(), ROLL_BYTES, KEY_OF[TRANSFERS]).unwrap();
         let mut newest = BTreeMap::new();
         for (n, id) in ["t1", "t2", "t1", "t3", "t2", "t1", "t4"].iter().enumerate() {
-            let transfer = Transfer {
-                request: NewTransfer::posted(id, "a", "b", ledger_core::Decimal::ONE),
-                result: ledger_core::reject::ResultCode::Ok,
-                state: ledger_core::transfer::TransferState::Posted,
-                debit_account_id: AccountId::new("a"),
-                credit_account_id: AccountId::new("b"),
-                currency: None,
-                amount: ledger_core::Decimal::ONE,
-                ledger_time_ms: n as u64,
-                journal_seq: n as u64 + 1,
-                expires_at_ms: None,
-            };
+            let transfer = posted_transfer(id, n as u64 + 1);
             newest.insert(TransferId::new(*id), log.append(&codec::encode(&transfer)).unwrap());
         }
         log.flush().unwrap();
@@ -1046,19 +1051,7 @@ mod tests {
     /// decoding the rest; this holds only while `Transfer` starts with `request.id`.
     #[test]
     fn a_stored_transfer_starts_with_its_id() {
-        let request = NewTransfer::posted("t-42", "a", "b", ledger_core::Decimal::ONE);
-        let transfer = Transfer {
-            request,
-            result: ledger_core::reject::ResultCode::Ok,
-            state: ledger_core::transfer::TransferState::Posted,
-            debit_account_id: AccountId::new("a"),
-            credit_account_id: AccountId::new("b"),
-            currency: None,
-            amount: ledger_core::Decimal::ONE,
-            ledger_time_ms: 7,
-            journal_seq: 1,
-            expires_at_ms: None,
-        };
+        let transfer = posted_transfer("t-42", 1);
         let id: TransferId = codec::decode_prefix(&codec::encode(&transfer)).unwrap();
         assert_eq!(id, TransferId::new("t-42"));
         let row = (&AccountId::new("acc-1"), 5u64);

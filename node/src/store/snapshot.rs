@@ -170,10 +170,34 @@ impl Read for Source {
     }
 }
 
-/// Checks a snapshot stream part by part as it arrives, as [`read_into`] will read it: the
-/// magic, the checkpoint body's length and crc32, each log's frames with their crc32, and the
-/// end marker. The receiver refuses a damaged stream before it reaches the install, where a
-/// failure is a storage error that stops the node.
+/// What a [`StreamCheck`] hands on as it parses a stream: the checkpoint body's bytes and each
+/// log's records, in pieces as they arrive. A record is handed on only once its crc32 matched.
+pub trait StreamSink {
+    /// The next bytes of the checkpoint body.
+    fn body(&mut self, _bytes: &[u8]) {}
+    /// The next bytes of the current record of log `log` (0..3).
+    fn record_part(&mut self, _log: usize, _bytes: &[u8]) {}
+    /// The current record of log `log` ended and its crc32 matched.
+    fn record(&mut self, _log: usize) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+/// Checks only.
+impl StreamSink for () {}
+
+/// Why a stream was refused: damaged (the message names where), or the sink failed.
+#[derive(Debug)]
+pub enum StreamFault {
+    Damaged(String),
+    Sink(StoreError),
+}
+
+/// Parses a snapshot stream part by part as it arrives: the magic, the checkpoint body's
+/// length and crc32, each log's frames with their crc32, and the end marker. The receiver
+/// checks a stream with it before the install (where a failure is a storage error that stops
+/// the node); the install parses the received file with it again, into fresh logs
+/// ([`read_into`]), which also catches a file damaged on disk in between.
 #[derive(Debug)]
 pub struct StreamCheck {
     at: Expect,
@@ -216,13 +240,22 @@ impl Default for StreamCheck {
 
 impl StreamCheck {
     /// Checks the next `bytes` of the stream.
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+    pub fn feed(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.feed_into(bytes, &mut ()).map_err(|fault| match fault {
+            StreamFault::Damaged(detail) => detail,
+            StreamFault::Sink(e) => e.to_string(),
+        })
+    }
+
+    /// Checks the next `bytes` of the stream and hands what they carry to `sink`.
+    pub fn feed_into(&mut self, mut bytes: &[u8], sink: &mut impl StreamSink) -> Result<(), StreamFault> {
+        let damaged = |detail: String| StreamFault::Damaged(detail);
         while !bytes.is_empty() {
             match self.at {
                 Expect::Magic => {
                     let Some(magic) = self.gather(&mut bytes, MAGIC.len()) else { continue };
                     if magic != MAGIC {
-                        return Err("not a ledger snapshot stream".into());
+                        return Err(damaged("not a ledger snapshot stream".into()));
                     }
                     self.at = Expect::BodyHeader;
                 }
@@ -230,20 +263,28 @@ impl StreamCheck {
                     let Some(field) = self.gather(&mut bytes, 12) else { continue };
                     let len = u64::from_le_bytes(field[0..8].try_into().expect("8 bytes"));
                     if len > 64 * 1024 * 1024 * 1024 {
-                        return Err("checkpoint length out of range".into());
+                        return Err(damaged("checkpoint length out of range".into()));
                     }
                     self.expected_crc = u32::from_le_bytes(field[8..12].try_into().expect("4 bytes"));
                     self.crc = crc32fast::Hasher::new();
                     self.remaining = len;
                     self.at = Expect::Body;
+                    if len == 0 {
+                        self.end_of_item(sink)?;
+                    }
                 }
                 Expect::Body | Expect::Record => {
                     let n = bytes.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
                     self.crc.update(&bytes[..n]);
+                    if self.at == Expect::Body {
+                        sink.body(&bytes[..n]);
+                    } else {
+                        sink.record_part(self.log, &bytes[..n]);
+                    }
                     bytes = &bytes[n..];
                     self.remaining -= n as u64;
                     if self.remaining == 0 {
-                        self.end_of_item()?;
+                        self.end_of_item(sink)?;
                     }
                 }
                 Expect::LogLen => {
@@ -257,7 +298,7 @@ impl StreamCheck {
                     self.expected_crc = u32::from_le_bytes(field[4..8].try_into().expect("4 bytes"));
                     let framed = segment::FRAME_HEADER_BYTES + u64::from(len);
                     if len as usize > segment::RECORD_BYTES_MAX || framed > self.log_remaining {
-                        return Err(format!("a frame of the {} log runs past it", LOG_NAMES[self.log]));
+                        return Err(damaged(format!("a frame of the {} log runs past it", LOG_NAMES[self.log])));
                     }
                     self.log_remaining -= framed;
                     self.crc = crc32fast::Hasher::new();
@@ -265,17 +306,17 @@ impl StreamCheck {
                     self.remaining = u64::from(len);
                     self.at = Expect::Record;
                     if len == 0 {
-                        self.end_of_item()?;
+                        self.end_of_item(sink)?;
                     }
                 }
                 Expect::End => {
                     let Some(end) = self.gather(&mut bytes, END.len()) else { continue };
                     if end != END {
-                        return Err("missing end marker".into());
+                        return Err(damaged("missing end marker".into()));
                     }
                     self.at = Expect::Done;
                 }
-                Expect::Done => return Err("bytes after the end marker".into()),
+                Expect::Done => return Err(damaged("bytes after the end marker".into())),
             }
         }
         Ok(())
@@ -297,18 +338,19 @@ impl StreamCheck {
         (self.field.len() == n).then(|| std::mem::take(&mut self.field))
     }
 
-    /// The body or a record ended: check its crc32 and move on.
-    fn end_of_item(&mut self) -> Result<(), String> {
+    /// The body or a record ended: check its crc32, hand a record on, and move on.
+    fn end_of_item(&mut self, sink: &mut impl StreamSink) -> Result<(), StreamFault> {
         let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new()).finalize();
         if crc != self.expected_crc {
-            return Err(match self.at {
+            return Err(StreamFault::Damaged(match self.at {
                 Expect::Body => "checkpoint checksum mismatch".into(),
                 _ => format!("frame checksum mismatch in the {} log", LOG_NAMES[self.log]),
-            });
+            }));
         }
         if self.at == Expect::Body {
             self.at = Expect::LogLen;
         } else {
+            sink.record(self.log).map_err(StreamFault::Sink)?;
             self.next_frame_or_log();
         }
         Ok(())
@@ -324,64 +366,63 @@ impl StreamCheck {
     }
 }
 
+/// Writes a parsed stream's records into fresh logs and keeps its checkpoint body.
+struct Install {
+    body: Vec<u8>,
+    logs: Vec<SegmentLog>,
+    record: Vec<u8>,
+}
+
+impl StreamSink for Install {
+    fn body(&mut self, bytes: &[u8]) {
+        self.body.extend_from_slice(bytes);
+    }
+
+    fn record_part(&mut self, _log: usize, bytes: &[u8]) {
+        self.record.extend_from_slice(bytes);
+    }
+
+    fn record(&mut self, log: usize) -> Result<(), StoreError> {
+        self.logs[log].append(&self.record)?;
+        self.record.clear();
+        Ok(())
+    }
+}
+
 /// Reads a snapshot stream into fresh logs under `dir` (which must hold none), verifying every
-/// frame, and syncs them. Returns the checkpoint body and the cuts of the new logs (base 0:
-/// the stream carries only the current content).
-pub fn read_into(reader: impl Read, dir: &Path, origin: &Path) -> Result<(Vec<u8>, [Cut; 3]), StoreError> {
+/// frame as [`StreamCheck`] does, and syncs them. Returns the checkpoint body and the cuts of
+/// the new logs (base 0: the stream carries only the current content).
+pub fn read_into(mut reader: impl Read, dir: &Path, origin: &Path) -> Result<(Vec<u8>, [Cut; 3]), StoreError> {
     let corrupt =
         |detail: &str| StoreError::Corrupt { what: "snapshot", detail: format!("{}: {detail}", origin.display()) };
-    let mut input = BufReader::with_capacity(1024 * 1024, reader);
-    let mut magic = vec![0; MAGIC.len()];
-    input.read_exact(&mut magic).map_err(|_| corrupt("truncated"))?;
-    if magic != MAGIC {
-        return Err(corrupt("not a ledger snapshot"));
-    }
-    let mut word = [0u8; 8];
-    input.read_exact(&mut word).map_err(|_| corrupt("truncated"))?;
-    let body_len = u64::from_le_bytes(word);
-    let mut crc = [0u8; 4];
-    input.read_exact(&mut crc).map_err(|_| corrupt("truncated"))?;
-    if body_len > 64 * 1024 * 1024 * 1024 {
-        return Err(corrupt("checkpoint length out of range"));
-    }
-    let mut body = vec![0; body_len as usize];
-    input.read_exact(&mut body).map_err(|_| corrupt("truncated checkpoint"))?;
-    if crc32fast::hash(&body) != u32::from_le_bytes(crc) {
-        return Err(corrupt("checkpoint checksum mismatch"));
-    }
-    let mut cuts = [Cut::default(); 3];
-    let mut record = Vec::new();
+    let mut logs = Vec::with_capacity(LOG_NAMES.len());
     for (i, name) in LOG_NAMES.iter().enumerate() {
-        let mut log = SegmentLog::open(&dir.join(name), ROLL_BYTES, KEY_OF[i])?;
+        let log = SegmentLog::open(&dir.join(name), ROLL_BYTES, KEY_OF[i])?;
         if !log.is_empty() {
             return Err(StoreError::Corrupt { what: "snapshot install", detail: format!("{name} log is not empty") });
         }
-        input.read_exact(&mut word).map_err(|_| corrupt("truncated"))?;
-        let mut remaining = u64::from_le_bytes(word);
-        while remaining > 0 {
-            let mut header = [0u8; segment::FRAME_HEADER_BYTES as usize];
-            input.read_exact(&mut header).map_err(|_| corrupt("truncated frame"))?;
-            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-            let framed = segment::FRAME_HEADER_BYTES + u64::from(len);
-            if len as usize > segment::RECORD_BYTES_MAX || framed > remaining {
-                return Err(corrupt("frame runs past its log"));
-            }
-            record.resize(len as usize, 0);
-            input.read_exact(&mut record).map_err(|_| corrupt("truncated frame"))?;
-            if segment::frame_crc(len, &record) != crc {
-                return Err(corrupt("frame checksum mismatch"));
-            }
-            log.append(&record)?;
-            remaining -= framed;
-        }
+        logs.push(log);
+    }
+    let mut install = Install { body: Vec::new(), logs, record: Vec::new() };
+    let mut parse = StreamCheck::default();
+    let mut chunk = vec![0u8; 1024 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(StoreError::Io { path: origin.to_path_buf(), source: e }),
+        };
+        parse.feed_into(&chunk[..n], &mut install).map_err(|fault| match fault {
+            StreamFault::Damaged(detail) => corrupt(&detail),
+            StreamFault::Sink(e) => e,
+        })?;
+    }
+    parse.finish().map_err(|detail| corrupt(&detail))?;
+    let mut cuts = [Cut::default(); 3];
+    for (i, log) in install.logs.iter_mut().enumerate() {
         log.sync()?;
         cuts[i] = Cut { base: 0, len: log.len() };
     }
-    let mut end = [0u8; END.len()];
-    input.read_exact(&mut end).map_err(|_| corrupt("truncated"))?;
-    if end != END {
-        return Err(corrupt("missing end marker"));
-    }
-    Ok((body, cuts))
+    Ok((install.body, cuts))
 }
