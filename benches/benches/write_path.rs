@@ -12,8 +12,6 @@
 //!
 //! Run: `cargo bench -p ledger-benches` (add `-- --quick` for a shorter run).
 
-use std::sync::Arc;
-
 use criterion::BatchSize;
 use criterion::Criterion;
 use criterion::Throughput;
@@ -21,15 +19,11 @@ use criterion::criterion_group;
 use criterion::criterion_main;
 use ledger_benches::START_MS;
 use ledger_benches::Workload;
+use ledger_benches::entry;
 use ledger_benches::setup_commands;
-use ledger_core::command::Envelope;
 use ledger_core::ledger;
 use ledger_core::store::MemStore;
 use ledger_core::store::Overlay;
-use ledger_node::raft::types::Entry;
-use ledger_node::raft::types::Payload;
-use openraft::EntryPayload;
-use openraft::LogId;
 use openraft::storage::RaftStateMachine;
 
 /// The allocator the node binaries use, so that allocation costs match theirs.
@@ -69,16 +63,6 @@ fn rules(c: &mut Criterion) {
         });
     }
     group.finish();
-}
-
-fn entry(index: u64, commands: Vec<Envelope>) -> Entry {
-    Entry {
-        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Payload::Commands {
-            proposed_at_ms: START_MS + index,
-            commands: Arc::new(commands),
-        }),
-    }
 }
 
 fn state_machine(c: &mut Criterion) {

@@ -12,6 +12,10 @@ use ledger_core::limits::BATCH_ITEMS_MAX;
 use ledger_core::site::SiteCommand;
 use ledger_core::site::SiteRole;
 use ledger_core::transfer::NewTransfer;
+use ledger_node::raft::types::Entry;
+use ledger_node::raft::types::Payload;
+use openraft::EntryPayload;
+use openraft::LogId;
 
 /// Ledger time of the first command.
 pub const START_MS: u64 = 1_700_000_000_000;
@@ -86,5 +90,16 @@ impl Workload {
             })
             .collect();
         envelope(Command::CreateTransfers { transfers, atomic: false })
+    }
+}
+
+/// A Raft entry at `index` carrying `commands`, as the batcher proposes them.
+pub fn entry(index: u64, commands: Vec<Envelope>) -> Entry {
+    Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(Payload::Commands {
+            proposed_at_ms: START_MS + index,
+            commands: std::sync::Arc::new(commands),
+        }),
     }
 }

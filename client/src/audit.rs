@@ -141,8 +141,8 @@ pub mod replay {
                 Command::CreateAccounts(accounts) => {
                     for (i, a) in accounts.iter().enumerate() {
                         if fresh_ok(i) {
-                            self.accounts.insert(a.id.0.clone(), Columns::default());
-                            self.currencies.insert(a.id.0.clone(), a.currency.clone());
+                            self.accounts.insert(a.id.0.to_string(), Columns::default());
+                            self.currencies.insert(a.id.0.to_string(), a.currency.clone());
                         }
                     }
                 }
@@ -161,18 +161,19 @@ pub mod replay {
                                 self.columns(seq, &t.debit_account_id.0)?.debits_pending += t.amount;
                                 self.columns(seq, &t.credit_account_id.0)?.credits_pending += t.amount;
                                 let r = Reservation {
-                                    debit: t.debit_account_id.0.clone(),
-                                    credit: t.credit_account_id.0.clone(),
+                                    debit: t.debit_account_id.0.to_string(),
+                                    credit: t.credit_account_id.0.to_string(),
                                     amount: t.amount,
                                 };
-                                self.pending.insert(t.id.0.clone(), r);
+                                self.pending.insert(t.id.0.to_string(), r);
                             }
                             TransferKind::PostPending { pending_id } | TransferKind::VoidPending { pending_id } => {
-                                let r =
-                                    self.pending.remove(&pending_id.0).ok_or_else(|| ReplayError::Inconsistent {
+                                let r = self.pending.remove(pending_id.as_str()).ok_or_else(|| {
+                                    ReplayError::Inconsistent {
                                         seq,
                                         what: format!("{} resolves {} which is not pending", t.id, pending_id),
-                                    })?;
+                                    }
+                                })?;
                                 self.release(seq, &r)?;
                                 if matches!(t.kind, TransferKind::PostPending { .. }) {
                                     let amount = if t.amount.is_zero() { r.amount } else { t.amount };
@@ -186,7 +187,7 @@ pub mod replay {
                 Command::ExpirePending => {
                     if let Outcome::Expired(ids) = &record.outcome {
                         for id in ids {
-                            let r = self.pending.remove(&id.0).ok_or_else(|| ReplayError::Inconsistent {
+                            let r = self.pending.remove(id.as_str()).ok_or_else(|| ReplayError::Inconsistent {
                                 seq,
                                 what: format!("expiry of {id} which is not pending"),
                             })?;

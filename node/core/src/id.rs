@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::Deserialize;
 use serde::Serialize;
 
@@ -48,10 +49,10 @@ macro_rules! id_type {
         #[doc = $doc]
         #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
         #[serde(transparent)]
-        pub struct $name(pub String);
+        pub struct $name(pub CompactString);
 
         impl $name {
-            pub fn new(id: impl Into<String>) -> Self {
+            pub fn new(id: impl Into<CompactString>) -> Self {
                 $name(id.into())
             }
             pub fn as_str(&self) -> &str {
@@ -70,7 +71,7 @@ macro_rules! id_type {
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                $name(s.to_string())
+                $name(CompactString::new(s))
             }
         }
     };

@@ -774,8 +774,15 @@ impl LedgerState {
         }
         for (account, index, end) in history {
             let position = self.logs[HISTORY].append(record(end))?;
-            assert!(self.accounts.contains(&account), "history row of unknown {account}");
-            let rows = self.history.entry(account).or_default();
+            // Accounts are never removed (but by a reset, which clears the history too): an
+            // account with rows is known, so only its first row needs the lookup.
+            let rows = match self.history.entry(account) {
+                hash_map::Entry::Occupied(rows) => rows.into_mut(),
+                hash_map::Entry::Vacant(slot) => {
+                    assert!(self.accounts.contains(slot.key()), "history row of unknown {}", slot.key());
+                    slot.insert(Vec::new())
+                }
+            };
             assert_eq!(index, rows.len() as u64 + 1, "history rows are contiguous");
             rows.push(position);
             self.history_rows += 1;

@@ -334,6 +334,9 @@ impl LedgerStateMachine {
         let prepared = {
             let base = generation.read();
             let mut overlay = Overlay::new(&*base);
+            // Room for the whole chunk's writes at once: growing the maps command by command
+            // moved every transfer written so far at each doubling.
+            overlay.reserve_transfers(entries.iter().map(transfer_items).sum());
             for entry in entries {
                 last_applied = Some(entry.log_id);
                 if entry.log_id.index <= self.startup.committed_at_start {
@@ -804,5 +807,17 @@ impl StateView {
     /// Site log entries from `from_seq`, at most `limit`.
     pub fn site_log(&self, from_seq: u64, limit: usize) -> Vec<SiteLogEntry> {
         self.generation.read().site_log(from_seq, limit)
+    }
+}
+
+/// How many transfers an entry's commands carry.
+fn transfer_items(entry: &Entry) -> usize {
+    match &entry.payload {
+        EntryPayload::Normal(Payload::Commands { commands, .. }) => commands
+            .iter()
+            .filter(|envelope| matches!(envelope.command, ledger_core::command::Command::CreateTransfers { .. }))
+            .map(|envelope| envelope.command.item_count())
+            .sum(),
+        _ => 0,
     }
 }
