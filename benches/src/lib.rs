@@ -24,8 +24,17 @@ fn envelope(command: Command) -> Envelope {
     Envelope { caller: "bench".into(), command }
 }
 
+/// The run id `ledger bench` makes (`bench-<nanoseconds, hex>-<pid>`), fixed: the ids here
+/// have the shape and length of the cluster benchmark's (38 and 30 bytes), because id length
+/// decides what hashing, comparing and copying an id costs.
+const RUN_ID: &str = "bench-187c4d2e9a6b3f10-40213";
+/// The transfer id prefix `ledger bench` makes.
+const TRANSFER_PREFIX: &str = "t-187c4d2e9a6b3f10-40213";
+/// `ledger bench`'s clients.
+const WORKERS: u64 = 64;
+
 pub fn account_id(i: usize) -> String {
-    format!("bench-acct-{i}")
+    ledger_client::bench::account_id(RUN_ID, i)
 }
 
 /// Bootstraps an active site and opens `accounts` EUR accounts without balance limits.
@@ -81,8 +90,9 @@ impl Workload {
                 self.next_id += 1;
                 let debit = self.below(self.accounts);
                 let credit = (debit + 1 + self.below(self.accounts - 1)) % self.accounts;
+                let worker = (self.next_id % WORKERS) as usize;
                 NewTransfer::posted(
-                    &format!("bench-{}", self.next_id),
+                    &ledger_client::bench::transfer_id(TRANSFER_PREFIX, worker, self.next_id / WORKERS + 1),
                     &account_id(debit),
                     &account_id(credit),
                     Decimal::ONE,

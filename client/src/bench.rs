@@ -221,7 +221,7 @@ pub fn account_id(run_id: &str, i: usize) -> String {
 }
 
 /// The id of worker `worker`'s `n`th transfer (from 1).
-fn transfer_id(prefix: &str, worker: usize, n: u64) -> String {
+pub fn transfer_id(prefix: &str, worker: usize, n: u64) -> String {
     format!("{prefix}-{worker}-{n}")
 }
 

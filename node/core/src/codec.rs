@@ -88,6 +88,37 @@ pub fn encode_to<T: Serialize + ?Sized>(value: &T, sink: &mut dyn FnMut(&[u8])) 
     postcard::serialize_with_flavor(value, flavor).expect("postcard encoding into a sink cannot fail");
 }
 
+/// [`encode`]s `value` onto the end of `out` (no buffer of its own: the records of an apply are
+/// encoded one after the other into one buffer); returns the new length of `out`.
+pub fn encode_onto<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> usize {
+    out.push(FORMAT_VERSION);
+    postcard::serialize_with_flavor(value, VecTail(out)).expect("postcard encoding onto a Vec cannot fail");
+    out.len()
+}
+
+/// A postcard flavor that appends to a borrowed `Vec`.
+struct VecTail<'a>(&'a mut Vec<u8>);
+
+impl postcard::ser_flavors::Flavor for VecTail<'_> {
+    type Output = ();
+
+    #[inline]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// Bytes [`encode_to`] gathers before handing them to its sink.
 const CHUNK_BYTES: usize = 1024;
 
@@ -196,8 +227,9 @@ pub mod decimal {
 
 #[cfg(test)]
 mod tests {
-    /// Goal: `encode_to` hands out exactly the bytes of `encode`, for values smaller and larger
-    /// than its chunk, with strings longer than a chunk.
+    /// Goal: `encode_to` hands out exactly the bytes of `encode`, and `encode_onto` appends
+    /// exactly them after what a buffer already holds, for values smaller and larger than a
+    /// chunk, with strings longer than a chunk.
     #[test]
     fn encode_to_feeds_exactly_the_encoded_bytes() {
         let values: Vec<Vec<String>> = vec![
@@ -210,6 +242,9 @@ mod tests {
             let mut fed = Vec::new();
             super::encode_to(&value, &mut |chunk| fed.extend_from_slice(chunk));
             assert_eq!(fed, super::encode(&value));
+            let mut onto = b"before".to_vec();
+            assert_eq!(super::encode_onto(&value, &mut onto), onto.len());
+            assert_eq!((&onto[..6], &onto[6..]), (&b"before"[..], &fed[..]));
         }
     }
 

@@ -9,7 +9,6 @@
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::collections::HashMap;
 
 use serde::Deserialize;
 use serde::Serialize;
@@ -71,8 +70,10 @@ pub trait LedgerRead {
 /// Everything one or more commands wrote, to be committed atomically.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Changes {
-    pub accounts: BTreeMap<AccountId, Account>,
-    pub transfers: BTreeMap<TransferId, Transfer>,
+    /// In the order first written (deterministic: the same commands write in the same order).
+    pub accounts: WrittenMap<AccountId, Account>,
+    /// In the order first written.
+    pub transfers: WrittenMap<TransferId, Transfer>,
     /// `true` adds the expiry, `false` removes it.
     pub expiries: BTreeMap<Expiry, bool>,
     /// New history rows, in order; `(account, row)` with contiguous row indexes per account.
@@ -127,59 +128,47 @@ impl Changes {
     }
 }
 
-/// Accounts and transfers an [`Overlay`] wrote, by id. Hash maps because the posting rules look
-/// an account up and write it back twice per transfer, and string-keyed `BTreeMap`s spent most
-/// of that time comparing ids; the seed is random per process, and no iteration order of these
-/// maps ever reaches the output ([`Overlay::into_changes`] sorts them into [`Changes`]), so
-/// replicas still reach the same bytes.
-type WrittenMap<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+/// Accounts and transfers written, by id, in the order first written. Hash maps because the
+/// posting rules look an account up and write it back twice per transfer (string-keyed
+/// `BTreeMap`s spent most of that time comparing ids); insertion-ordered, so that what reaches
+/// the output does not depend on the per-process hash seed and replicas reach the same bytes
+/// without sorting (sorting a chunk's ids by their bytes was a tenth of the apply, as bench and
+/// real ids share long prefixes).
+pub type WrittenMap<K, V> = indexmap::IndexMap<K, V, foldhash::quality::RandomState>;
 
 /// Reads through pending [`Changes`] to a base, and collects writes.
 pub struct Overlay<'a> {
     base: &'a dyn LedgerRead,
-    /// Everything written but accounts and transfers (whose maps here stay empty until
-    /// [`Overlay::into_changes`]).
+    /// Everything written.
     changes: Changes,
-    accounts: WrittenMap<AccountId, Account>,
-    transfers: WrittenMap<TransferId, Transfer>,
     /// The base's meta, read once (the base cannot change while it is borrowed).
     base_meta: OnceCell<LedgerMeta>,
 }
 
 impl<'a> Overlay<'a> {
     pub fn new(base: &'a dyn LedgerRead) -> Self {
-        Overlay {
-            base,
-            changes: Changes::default(),
-            accounts: WrittenMap::default(),
-            transfers: WrittenMap::default(),
-            base_meta: OnceCell::new(),
-        }
+        Overlay { base, changes: Changes::default(), base_meta: OnceCell::new() }
     }
 
-    /// Everything written, accounts and transfers in id order.
+    /// Everything written, accounts and transfers in the order first written.
     pub fn into_changes(self) -> Changes {
-        let Overlay { mut changes, accounts, transfers, .. } = self;
-        assert!(changes.accounts.is_empty() && changes.transfers.is_empty(), "kept in the written maps");
-        changes.accounts = sorted(accounts);
-        changes.transfers = sorted(transfers);
-        changes
+        self.changes
     }
 
     pub fn put_account(&mut self, account: Account) {
-        match self.accounts.get_mut(&account.id) {
+        match self.changes.accounts.get_mut(&account.id) {
             Some(slot) => *slot = account,
             None => {
-                self.accounts.insert(account.id.clone(), account);
+                self.changes.accounts.insert(account.id.clone(), account);
             }
         }
     }
 
     pub fn put_transfer(&mut self, transfer: Transfer) {
-        match self.transfers.get_mut(&transfer.request.id) {
+        match self.changes.transfers.get_mut(&transfer.request.id) {
             Some(slot) => *slot = transfer,
             None => {
-                self.transfers.insert(transfer.request.id.clone(), transfer);
+                self.changes.transfers.insert(transfer.request.id.clone(), transfer);
             }
         }
     }
@@ -187,8 +176,8 @@ impl<'a> Overlay<'a> {
     /// Makes room for the writes of `n_transfers` more transfers (two accounts and two history
     /// rows each), so that a batch does not grow the maps and the history step by step.
     pub fn reserve_transfers(&mut self, n_transfers: usize) {
-        self.transfers.reserve(n_transfers);
-        self.accounts.reserve(2 * n_transfers);
+        self.changes.transfers.reserve(n_transfers);
+        self.changes.accounts.reserve(2 * n_transfers);
         self.changes.history.reserve(2 * n_transfers);
     }
 
@@ -242,8 +231,6 @@ impl<'a> Overlay<'a> {
         let mut meta = self.meta();
         let site_log = std::mem::take(&mut self.changes.site_log);
         self.changes = Changes { reset: true, site_log, ..Changes::default() };
-        self.accounts.clear();
-        self.transfers.clear();
         meta.site_log.ledger_time_ms = meta.clock_ms();
         meta.journal = JournalHead::default();
         self.changes.meta = Some(meta);
@@ -251,16 +238,8 @@ impl<'a> Overlay<'a> {
 
     /// Applies `later` (a child overlay's changes) on top of this overlay's (later writes win),
     /// as [`Changes::merge`] does.
-    pub fn merge(&mut self, mut later: Changes) {
-        if later.reset {
-            self.accounts.clear();
-            self.transfers.clear();
-        }
-        let accounts = std::mem::take(&mut later.accounts);
-        let transfers = std::mem::take(&mut later.transfers);
+    pub fn merge(&mut self, later: Changes) {
         self.changes.merge(later);
-        self.accounts.extend(accounts);
-        self.transfers.extend(transfers);
     }
 
     pub fn append_journal(&mut self, record: JournalRecord) {
@@ -296,58 +275,9 @@ impl<'a> Overlay<'a> {
     }
 }
 
-/// A written map in id order. Sorts (prefix, position) pairs rather than the entries, which
-/// are a few hundred bytes each, so that every entry moves a fixed number of times; and most
-/// comparisons are of the ids' first 16 bytes as one integer, not string comparisons.
-fn sorted<K: WrittenId, V>(written: WrittenMap<K, V>) -> BTreeMap<K, V> {
-    let mut entries: Vec<Option<(K, V)>> = written.into_iter().map(Some).collect();
-    let mut order: Vec<(u128, usize)> =
-        entries.iter().enumerate().map(|(i, entry)| (id_prefix(written_key(entry).bytes()), i)).collect();
-    order.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| written_key(&entries[a.1]).cmp(written_key(&entries[b.1])))
-    });
-    // In key order already, so `BTreeMap`'s own sort only checks it and the tree is built in
-    // one pass (which would still be correct, only slower, if the order were not its own).
-    let map: BTreeMap<K, V> =
-        order.into_iter().map(|(_, i)| entries[i].take().expect("each entry is taken once")).collect();
-    assert_eq!(map.len(), entries.len());
-    map
-}
-
-fn written_key<K, V>(entry: &Option<(K, V)>) -> &K {
-    &entry.as_ref().expect("each entry is taken once").0
-}
-
-/// An id that orders as its bytes do (as `String` does).
-trait WrittenId: Ord {
-    fn bytes(&self) -> &[u8];
-}
-
-impl WrittenId for AccountId {
-    fn bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-impl WrittenId for TransferId {
-    fn bytes(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
-
-/// The first 16 bytes of an id, zero-padded, as a big-endian integer. If `id_prefix(a) <
-/// id_prefix(b)` then `a < b` in byte order (a zero pad sorts like the end of the string, which
-/// comes before any byte); equal prefixes say nothing, and the ids themselves are compared.
-fn id_prefix(bytes: &[u8]) -> u128 {
-    let mut padded = [0u8; 16];
-    let n = bytes.len().min(16);
-    padded[..n].copy_from_slice(&bytes[..n]);
-    u128::from_be_bytes(padded)
-}
-
 impl LedgerRead for Overlay<'_> {
     fn account(&self, id: &AccountId) -> Option<Account> {
-        match self.accounts.get(id) {
+        match self.changes.accounts.get(id) {
             Some(account) => Some(account.clone()),
             None if self.changes.reset => None,
             None => self.base.account(id),
@@ -355,7 +285,7 @@ impl LedgerRead for Overlay<'_> {
     }
 
     fn transfer(&self, id: &TransferId) -> Option<Transfer> {
-        match self.transfers.get(id) {
+        match self.changes.transfers.get(id) {
             Some(transfer) => Some(transfer.clone()),
             None if self.changes.reset => None,
             None => self.base.transfer(id),

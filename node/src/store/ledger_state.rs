@@ -518,30 +518,26 @@ pub struct Prepared {
     journal: Vec<(u64, usize)>,
 }
 
-/// Appends the encoding of `value` to `bytes`; returns the new end.
-fn encode_onto<T: Serialize>(bytes: &mut Vec<u8>, value: &T) -> usize {
-    codec::encode_to(value, &mut |chunk| bytes.extend_from_slice(chunk));
-    bytes.len()
-}
-
 impl Prepared {
     pub fn new(mut changes: Changes) -> Prepared {
-        let mut bytes =
-            Vec::with_capacity(256 * (changes.transfers.len() + changes.history.len()) + 1024 * changes.journal.len());
+        // Sized for the whole apply up front (a journal record carries its command's items):
+        // growing it by doubling copied every record encoded so far.
+        let journal_bytes: usize = changes.journal.iter().map(|r| 1024 + 256 * r.command.item_count()).sum();
+        let mut bytes = Vec::with_capacity(256 * (changes.transfers.len() + changes.history.len()) + journal_bytes);
         let transfers = std::mem::take(&mut changes.transfers)
             .into_iter()
-            .map(|(id, transfer)| (id, encode_onto(&mut bytes, &transfer)))
+            .map(|(id, transfer)| (id, codec::encode_onto(&transfer, &mut bytes)))
             .collect();
         let history = std::mem::take(&mut changes.history)
             .into_iter()
             .map(|(account, row)| {
-                let end = encode_onto(&mut bytes, &(&account, &row));
+                let end = codec::encode_onto(&(&account, &row), &mut bytes);
                 (account, row.index, end)
             })
             .collect();
         let journal = std::mem::take(&mut changes.journal)
             .into_iter()
-            .map(|record| (record.seq, encode_onto(&mut bytes, &record)))
+            .map(|record| (record.seq, codec::encode_onto(&record, &mut bytes)))
             .collect();
         Prepared { changes, bytes, transfers, history, journal }
     }
