@@ -21,6 +21,7 @@ use ledger_benches::START_MS;
 use ledger_benches::Workload;
 use ledger_benches::entry;
 use ledger_benches::setup_commands;
+use ledger_benches::setup_state_machine;
 use ledger_core::ledger;
 use ledger_core::store::MemStore;
 use ledger_core::store::Overlay;
@@ -71,14 +72,7 @@ fn state_machine(c: &mut Criterion) {
     for (commands, batch) in SHAPES {
         // A fresh data dir per shape.
         let dir = tempfile::tempdir().expect("temp dir");
-        let (_log, mut sm) = ledger_node::store::open(dir.path(), 128 * 1024 * 1024).expect("open store");
-        let mut index = 0;
-        runtime.block_on(async {
-            for envelope in setup_commands(ACCOUNTS) {
-                index += 1;
-                sm.apply(vec![entry(index, vec![envelope])]).await.expect("setup applies");
-            }
-        });
+        let (_log, mut sm, mut index) = runtime.block_on(setup_state_machine(dir.path(), ACCOUNTS));
         group.throughput(Throughput::Elements((commands * batch) as u64));
         let mut workload = Workload::new(ACCOUNTS);
         group.bench_function(format!("{commands}x{batch}"), |b| {

@@ -7,7 +7,7 @@
 
 use ledger_benches::Workload;
 use ledger_benches::entry;
-use ledger_benches::setup_commands;
+use ledger_benches::setup_state_machine;
 use openraft::storage::RaftStateMachine;
 
 #[global_allocator]
@@ -21,14 +21,7 @@ fn main() {
     let entries: u64 = std::env::args().nth(1).map_or(200, |n| n.parse().expect("entries: a number"));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let dir = tempfile::tempdir().expect("temp dir");
-    let (_log, mut sm) = ledger_node::store::open(dir.path(), 128 * 1024 * 1024).expect("open store");
-    let mut index = 0;
-    runtime.block_on(async {
-        for envelope in setup_commands(ACCOUNTS) {
-            index += 1;
-            sm.apply(vec![entry(index, vec![envelope])]).await.expect("setup applies");
-        }
-    });
+    let (_log, mut sm, mut index) = runtime.block_on(setup_state_machine(dir.path(), ACCOUNTS));
     let mut workload = Workload::new(ACCOUNTS);
     let run: Vec<_> = (0..entries)
         .map(|_| {

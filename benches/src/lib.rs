@@ -113,3 +113,19 @@ pub fn entry(index: u64, commands: Vec<Envelope>) -> Entry {
         }),
     }
 }
+
+/// Opens a state machine in `dir` and applies [`setup_commands`] for `accounts` accounts, an
+/// entry each; returns the log store (kept open), the state machine and the last entry's index.
+pub async fn setup_state_machine(
+    dir: &std::path::Path,
+    accounts: usize,
+) -> (ledger_node::store::log::SledLogStore, ledger_node::store::state::LedgerStateMachine, u64) {
+    use openraft::storage::RaftStateMachine;
+    let (log, mut sm) = ledger_node::store::open(dir, 128 * 1024 * 1024).expect("open store");
+    let mut index = 0;
+    for envelope in setup_commands(accounts) {
+        index += 1;
+        sm.apply(vec![entry(index, vec![envelope])]).await.expect("setup applies");
+    }
+    (log, sm, index)
+}
