@@ -119,7 +119,7 @@ pub fn entry(index: u64, commands: Vec<Envelope>) -> Entry {
 pub async fn setup_state_machine(
     dir: &std::path::Path,
     accounts: usize,
-) -> (ledger_node::store::log::SledLogStore, ledger_node::store::state::LedgerStateMachine, u64) {
+) -> (ledger_node::store::log::LogStore, ledger_node::store::state::LedgerStateMachine, u64) {
     use openraft::storage::RaftStateMachine;
     let (log, mut sm) = ledger_node::store::open(dir, 128 * 1024 * 1024).expect("open store");
     let mut index = 0;

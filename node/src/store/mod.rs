@@ -1,12 +1,11 @@
-//! Storage: the Raft log and vote on sled, the ledger state in memory and in append-only
-//! segment logs with checkpoints (`state.rs`, `ledger_state.rs`). The ONLY module that touches
-//! the disk or imports sled (architecture invariant, checked by the `tidy` test).
+//! Storage: the Raft log in append-only files (`log.rs`) with its vote and ids on sled, the
+//! ledger state in memory and in append-only segment logs with checkpoints (`state.rs`,
+//! `ledger_state.rs`). The ONLY module that touches the disk or imports sled (architecture
+//! invariant, checked by the `tidy` test).
 //!
-//! One sled database per node (`<data>/sled`), with these trees:
-//! - `raft_log`: Raft entries by index (u64 big-endian), each value `crc32 || encoded entry`;
-//! - `raft_meta`: vote, committed log id, last purged log id.
-//!
-//! The ledger state lives under `<data>/state` (see `state.rs` for the contract).
+//! One sled database per node (`<data>/sled`), with one tree, `raft_meta`: the vote, the
+//! committed log id, the last purged log id. The Raft log is under `<data>/raft-log`, the
+//! ledger state under `<data>/state` (see `log.rs` and `state.rs` for their contracts).
 //!
 //! Durability contract (see ARCHITECTURE.md "Storage"): sled's own flush uses
 //! `sync_file_range`, which does not reach a drive's volatile cache, so [`SledDb::sync`]
@@ -14,10 +13,10 @@
 //!
 //! sled writes any log item larger than `segment_size / 4` to a separate blob file that it
 //! never fsyncs. That threshold applies to whole *pages*, not just values: when sled
-//! consolidates a leaf it writes the full node, up to 17 items. With values up to 64 KiB (Raft
-//! entries, journal records), a leaf reaches ~1.1 MiB, far over the default 128 KiB threshold,
-//! so we use 8 MiB segments (2 MiB threshold) and keep every value under 64 KiB. The
-//! `no_blob_files_under_full_size_values` test holds this.
+//! consolidates a leaf it writes the full node, up to 17 items. We use 8 MiB segments (2 MiB
+//! threshold) and keep every value under 64 KiB, so a leaf never spills (the
+//! `no_blob_files_under_full_size_values` test holds this); the values sled holds now are a
+//! few bytes each.
 
 pub mod checkpoint;
 pub mod ledger_state;
@@ -32,7 +31,7 @@ use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use log::SledLogStore;
+pub use log::LogStore;
 pub use state::LedgerStateMachine;
 pub use state::StateReader;
 pub use state::StateView;
@@ -60,6 +59,23 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 
 /// A Raft log fsync at least this long is logged: half the shortest election timeout we ship.
 const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `sync` off the async workers and records it as a Raft log fsync
+/// (`ledger_log_fsync_duration_seconds`, etcd's `wal_fsync_duration_seconds`): openraft 0.9's
+/// core waits for it on every append, so a slow disk stalls heartbeats too, and one over
+/// [`SLOW_FSYNC`] is logged.
+pub(crate) async fn timed_sync(
+    sync: impl FnOnce() -> Result<(), StoreError> + Send + 'static,
+) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
+    let synced = tokio::task::spawn_blocking(sync).await.expect("fsync task does not panic");
+    let took = started.elapsed();
+    metrics::histogram!("ledger_log_fsync_duration_seconds").record(took.as_secs_f64());
+    if took >= SLOW_FSYNC {
+        tracing::warn!(ms = took.as_millis() as u64, "slow Raft log fsync (the disk is saturated or failing)");
+    }
+    synced
+}
 
 /// sled segment size: large enough that no page ever spills into an unsynced blob file.
 pub const SEGMENT_BYTES: usize = 8 * 1024 * 1024;
@@ -110,31 +126,21 @@ impl SledDb {
     }
 
     /// Makes every write so far durable: sled flush (write-out with `sync_file_range`), then
-    /// `fdatasync` of the database file (reaches the drive's cache flush).
-    ///
-    /// Its time is `ledger_log_fsync_duration_seconds` (etcd's `wal_fsync_duration_seconds`):
-    /// openraft 0.9's core waits for it on every append, so a slow disk stalls heartbeats too,
-    /// and one over a second is logged.
+    /// `fdatasync` of the database file (reaches the drive's cache flush). Timed as a Raft log
+    /// fsync: it holds the vote and the purge point.
     pub async fn sync(&self) -> Result<(), StoreError> {
-        let started = std::time::Instant::now();
-        self.inner.db.flush_async().await?;
         let inner = self.inner.clone();
-        let synced = tokio::task::spawn_blocking(move || inner.db_file.sync_data())
-            .await
-            .expect("fsync task does not panic")
-            .map_err(|source| StoreError::Io { path: self.inner.dir.join("sled/db"), source });
-        let took = started.elapsed();
-        metrics::histogram!("ledger_log_fsync_duration_seconds").record(took.as_secs_f64());
-        if took >= SLOW_FSYNC {
-            tracing::warn!(ms = took.as_millis() as u64, "slow Raft log fsync (the disk is saturated or failing)");
-        }
-        synced
+        timed_sync(move || {
+            inner.db.flush()?;
+            inner.db_file.sync_data().map_err(io_err(&inner.dir.join("sled/db")))
+        })
+        .await
     }
 
     /// Same as [`SledDb::sync`], for blocking contexts.
     pub fn sync_blocking(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
-        self.inner.db_file.sync_data().map_err(|source| StoreError::Io { path: self.inner.dir.join("sled/db"), source })
+        self.inner.db_file.sync_data().map_err(io_err(&self.inner.dir.join("sled/db")))
     }
 
     /// Bytes sled uses on disk.
@@ -143,19 +149,24 @@ impl SledDb {
     }
 }
 
+/// Where a node with data dir `data` keeps its Raft log's files.
+pub(crate) fn raft_log_dir(data: &Path) -> PathBuf {
+    data.join("raft-log")
+}
+
 /// Opens the log store and the state machine of a node under `dir`.
 ///
 /// Refuses to open a node whose state checkpoint is older than its Raft log's purge point (the
 /// entries that would rebuild the state are gone): that is a damaged data dir, and the message
 /// says to wipe it so the node rejoins by snapshot.
-pub fn open(dir: &Path, cache_bytes: u64) -> Result<(SledLogStore, LedgerStateMachine), StoreError> {
+pub fn open(dir: &Path, cache_bytes: u64) -> Result<(LogStore, LedgerStateMachine), StoreError> {
     let db = SledDb::open(dir, cache_bytes)?;
     let purge_ceiling = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let log = SledLogStore::new(db.clone(), purge_ceiling.clone())?;
+    let log = LogStore::open(db.clone(), &raft_log_dir(dir), purge_ceiling.clone())?;
     let committed_at_start = log.committed_index().load(std::sync::atomic::Ordering::Acquire);
     let sm = LedgerStateMachine::open(&dir.join("state"), db, purge_ceiling, committed_at_start)?;
     let checkpoint = sm.reader().startup().checkpoint_index;
-    if let Some(purged) = log.last_purged_index()?
+    if let Some(purged) = log.last_purged_index()
         && purged > checkpoint
     {
         return Err(StoreError::Corrupt {

@@ -746,9 +746,10 @@ impl StateReader {
         *self.head.borrow()
     }
 
-    /// Bytes on disk: the Raft log (sled) and the state (segments, checkpoints, snapshots).
+    /// Bytes on disk: the Raft log, sled (the log's ids) and the state (segments,
+    /// checkpoints, snapshots).
     pub fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk() + dir_bytes(&self.root)
+        dir_bytes(&super::raft_log_dir(self.db.dir())) + self.db.size_on_disk() + dir_bytes(&self.root)
     }
 
     /// What this process re-applied from the Raft log at start-up.
