@@ -7,7 +7,7 @@
 //!   record encoded and appended to the segment logs, no fsync: ARCHITECTURE.md "Storage"),
 //!   which every replica runs for every entry.
 //!
-//! The entry shapes are those the batcher builds under `ledger bench` load: a 60 KiB entry
+//! The entry shapes are those the batcher built under `ledger bench` load with 60 KiB entries: an entry
 //! holds about six 100-transfer commands, or many single-transfer commands.
 //!
 //! Run: `cargo bench -p ledger-benches` (add `-- --quick` for a shorter run).

@@ -111,10 +111,10 @@ pub struct RaftTiming {
     /// chunk at once (unreachable), so only a hung one waits this long.
     pub install_snapshot_timeout_ms: u64,
     /// Build a snapshot, which writes a state checkpoint, after this many entries since the
-    /// last one. It bounds what a restart re-applies from the log (up to ~360 transfers per
-    /// entry at full load: 1,000 entries are at most ~360,000 transfers, 4-5 s of re-apply on
-    /// this 2-core machine), against a checkpoint's cost (at 1 M accounts, 124 MB written and
-    /// 1-6 s of one core to encode it, about once every 45 s at full load).
+    /// last one. It bounds what a restart re-applies from the log (up to ~1,200 transfers per
+    /// 240 KiB entry at full load: 400 entries are at most ~480,000 transfers, a few seconds of
+    /// re-apply on this 2-core machine), against a checkpoint's cost (at 1 M accounts, 124 MB
+    /// written and 1-6 s of one core to encode it, about once every 45 s at full load).
     pub snapshot_every_entries: u64,
     /// Entries kept below a snapshot so that slightly lagging followers catch up from the log.
     pub keep_entries_after_snapshot: u64,
@@ -129,8 +129,8 @@ impl Default for RaftTiming {
             election_min_ms: 1000,
             election_max_ms: 2000,
             install_snapshot_timeout_ms: 600_000,
-            snapshot_every_entries: 1_000,
-            keep_entries_after_snapshot: 1_000,
+            snapshot_every_entries: 400,
+            keep_entries_after_snapshot: 400,
             purge_batch_entries: 256,
             snapshot_chunk_bytes: 1024 * 1024,
         }
@@ -146,7 +146,7 @@ pub struct Limits {
     pub write_timeout_ms: u64,
     /// Deadline of a linearizable read barrier.
     pub read_timeout_ms: u64,
-    /// Most commands the batcher puts into one Raft entry (also bounded by 60 KiB).
+    /// Most commands the batcher puts into one Raft entry (also bounded by 240 KiB).
     pub entry_commands_max: usize,
     /// Entries proposed but not yet applied, at most. While all are in flight, new commands
     /// queue and the next entry takes all of them (group commit).
@@ -267,7 +267,7 @@ impl NodeConfig {
             max_in_snapshot_log_to_keep: u64::MAX,
             purge_batch_size: r.purge_batch_entries,
             snapshot_max_chunk_size: r.snapshot_chunk_bytes,
-            // At most 8 entries (under 0.5 MB) per AppendEntries. openraft 0.9 cancels an
+            // At most 8 entries, and about 512 KiB (`log.rs`), per AppendEntries. openraft 0.9 cancels an
             // AppendEntries after one heartbeat interval; a follower on a loaded machine could
             // not receive 64 entries (3.8 MB over TLS) in 100 ms, so every retry was cancelled
             // before it arrived and the follower, hearing nothing, campaigned (issue 10's 1 M

@@ -31,7 +31,7 @@ pub enum Payload {
     /// Client and operator commands grouped by the leader's batcher (group commit), stamped
     /// with the leader's clock when proposed.
     /// The commands are shared (`Arc`): openraft clones entries for every replication stream
-    /// and the log cache, and a deep copy of a 60 KiB batch each time would be waste.
+    /// and the log cache, and a deep copy of a 240 KiB batch each time would be waste.
     Commands { proposed_at_ms: u64, commands: Arc<Vec<Envelope>> },
     /// Journal records shipped from the active site, re-applied on this standby in order.
     Shipped { records: Arc<Vec<JournalRecord>> },

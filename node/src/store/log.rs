@@ -88,9 +88,11 @@ const FRAME_HEADER_BYTES: usize = 8;
 /// Recent entries kept in memory for replication reads.
 const LOG_CACHE_ENTRIES: usize = 1024;
 
-/// Most bytes of entries one `limited_get_log_entries` returns, so an AppendEntries stays far
-/// below the gRPC message limit (entries are at most 64 KiB each).
-const READ_BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Most bytes of entries one `limited_get_log_entries` returns (plus the entry that crosses
+/// it), so an AppendEntries arrives well within a heartbeat interval on a loaded machine
+/// (openraft 0.9 cancels it after one; see `NodeConfig::openraft`). Entries are at most
+/// 240 KiB each.
+const READ_BATCH_BYTES_MAX: usize = 512 * 1024;
 
 #[derive(Clone)]
 pub struct LogStore {
