@@ -61,6 +61,7 @@ use openraft::storage::RaftLogStorage;
 use super::SledDb;
 use super::StoreError;
 use super::io_err;
+use super::off_the_workers;
 use super::segment::frame_crc;
 use super::sync_dir;
 use super::timed_sync;
@@ -137,6 +138,21 @@ impl LogFile {
     /// One past the index of its last entry.
     fn end(&self) -> u64 {
         self.first + self.starts.len() as u64
+    }
+
+    /// Entries `[from, to)`, which this file holds.
+    fn read(&self, from: u64, to: u64) -> Result<Vec<Entry>, StoreError> {
+        let (start, end) = self.span(from, to);
+        let mut bytes = vec![0; (end - start) as usize];
+        self.file.read_exact_at(&mut bytes, start).map_err(io_err(&self.path))?;
+        let mut entries = Vec::with_capacity((to - from) as usize);
+        let mut at = 0;
+        for index in from..to {
+            let (entry, size) = decode_frame(index, &bytes[at..])?;
+            entries.push(entry);
+            at += size;
+        }
+        Ok(entries)
     }
 
     /// The byte range of the frames of entries `[from, to)` (within this file).
@@ -286,11 +302,6 @@ impl LogStore {
         self.shared.committed_index.clone()
     }
 
-    /// Bytes of the log's files.
-    pub fn size_on_disk(&self) -> u64 {
-        self.shared.files.read().expect("lock is never poisoned").list.iter().map(|f| f.len).sum()
-    }
-
     /// The entries of `[start, end)` if the cache holds all of them.
     fn cached(&self, start: u64, end: u64) -> Option<Vec<Entry>> {
         let cache = self.shared.cache.lock().expect("lock is never poisoned");
@@ -318,41 +329,28 @@ impl LogStore {
         if let Some(entries) = self.cached(start, end) {
             return Ok(entries);
         }
-        // Which byte ranges of which files, taken under the lock and read without it.
-        let mut spans: Vec<(Arc<File>, u64, u64, u64)> = Vec::new();
-        {
-            let files = self.shared.files.read().expect("lock is never poisoned");
-            let start = start.max(files.purged.map_or(0, |p| p.index + 1));
-            let mut bytes = 0u64;
-            for file in &files.list {
-                let (from, to) = (start.max(file.first), end.min(file.end()));
-                if from >= to {
-                    continue;
-                }
-                // Stop at the entry that reaches `bytes_max`.
-                let mut stop = from;
-                while stop < to && bytes < bytes_max as u64 {
-                    let (a, b) = file.span(stop, stop + 1);
-                    bytes += b - a;
-                    stop += 1;
-                }
-                let (a, b) = file.span(from, stop);
-                spans.push((file.file.clone(), a, b, from));
-                if bytes >= bytes_max as u64 {
-                    break;
-                }
-            }
-        }
+        // Read under the lock: a truncate cuts files under the write lock, so a reader never
+        // reads a frame that is being cut or rewritten (a deposed leader's replication task
+        // can still be reading when the new leader's entries truncate its log).
+        let files = self.shared.files.read().expect("lock is never poisoned");
+        let start = start.max(files.purged.map_or(0, |p| p.index + 1));
         let mut entries = Vec::new();
-        for (file, from, to, mut index) in spans {
-            let mut bytes = vec![0; (to - from) as usize];
-            file.read_exact_at(&mut bytes, from).map_err(io_err(&self.shared.dir))?;
-            let mut at = 0;
-            while at < bytes.len() {
-                let (entry, size) = decode_frame(index, &bytes[at..])?;
-                entries.push(entry);
-                at += size;
-                index += 1;
+        let mut bytes = 0u64;
+        for file in &files.list {
+            let (from, to) = (start.max(file.first), end.min(file.end()));
+            if from >= to {
+                continue;
+            }
+            // Stop after the entry that reaches `bytes_max`.
+            let mut stop = from;
+            while stop < to && bytes < bytes_max as u64 {
+                let (a, b) = file.span(stop, stop + 1);
+                bytes += b - a;
+                stop += 1;
+            }
+            entries.extend(file.read(from, stop)?);
+            if bytes >= bytes_max as u64 {
+                break;
             }
         }
         Ok(entries)
@@ -387,6 +385,34 @@ impl LogStore {
         let handle = file.file.clone();
         files.last = Some(entries[entries.len() - 1].log_id);
         Ok((handle, created))
+    }
+
+    /// Removes the entries from `index` on (a truncate), under the write lock so that no
+    /// reader sees a file while it is cut. The later files go first (and the directory is
+    /// synced), then the kept file is cut and synced: a crash in between leaves the old tail
+    /// whole, never a hole.
+    fn cut_from(&self, index: u64) -> Result<(), StoreError> {
+        let mut files = self.shared.files.write().expect("lock is never poisoned");
+        let mut removed = false;
+        while files.list.back().is_some_and(|f| f.first >= index) {
+            let file = files.list.pop_back().expect("a back file");
+            std::fs::remove_file(&file.path).map_err(io_err(&file.path))?;
+            removed = true;
+        }
+        if removed {
+            sync_dir(&self.shared.dir)?;
+        }
+        if let Some(file) = files.list.back_mut()
+            && index < file.end()
+        {
+            let (cut, _) = file.span(index, index + 1);
+            file.file.set_len(cut).map_err(io_err(&file.path))?;
+            file.file.sync_all().map_err(io_err(&file.path))?;
+            file.starts.truncate((index - file.first) as usize);
+            file.len = cut;
+        }
+        files.last = last_id(&files.list)?;
+        Ok(())
     }
 
     fn remember(&self, entries: Vec<Entry>) {
@@ -454,17 +480,16 @@ fn load_files(dir: &Path, purged: Option<LogId>) -> Result<(VecDeque<LogFile>, O
             front.first, purged.index
         )));
     }
-    let last = match list.back() {
-        Some(file) => {
-            let index = file.end() - 1;
-            let (from, to) = file.span(index, index + 1);
-            let mut bytes = vec![0; (to - from) as usize];
-            file.file.read_exact_at(&mut bytes, from).map_err(io_err(&file.path))?;
-            Some(decode_frame(index, &bytes)?.0.log_id)
-        }
-        None => None,
-    };
+    let last = last_id(&list)?;
     Ok((list, last))
+}
+
+/// The id of the last entry `list` holds.
+fn last_id(list: &VecDeque<LogFile>) -> Result<Option<LogId>, StoreError> {
+    match list.back() {
+        Some(file) => Ok(file.read(file.end() - 1, file.end())?.pop().map(|e| e.log_id)),
+        None => Ok(None),
+    }
 }
 
 /// The frame starts of a file that later files follow (so it was whole when they were made),
@@ -601,51 +626,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let index = log_id.index;
-        self.shared.cache.lock().expect("lock is never poisoned").retain(|i, _| *i < index);
-        let (removed, shortened) = {
-            let mut files = self.shared.files.write().expect("lock is never poisoned");
-            let mut removed = Vec::new();
-            while files.list.back().is_some_and(|f| f.first >= index) {
-                removed.push(files.list.pop_back().expect("a back file").path);
-            }
-            let mut shortened = None;
-            if let Some(file) = files.list.back_mut()
-                && index < file.end()
-            {
-                let (cut, _) = file.span(index, index + 1);
-                file.starts.truncate((index - file.first) as usize);
-                file.len = cut;
-                shortened = Some((file.file.clone(), file.path.clone(), cut));
-            }
-            files.last = None;
-            (removed, shortened)
-        };
-        // The later files go first (and the directory is synced), then the kept file is cut:
-        // a crash in between leaves the old tail whole, never a hole.
-        let dir = self.shared.dir.clone();
-        let cut = timed_sync(move || {
-            for path in &removed {
-                std::fs::remove_file(path).map_err(io_err(path))?;
-            }
-            if !removed.is_empty() {
-                sync_dir(&dir)?;
-            }
-            if let Some((file, path, len)) = shortened {
-                file.set_len(len).map_err(io_err(&path))?;
-                file.sync_all().map_err(io_err(&path))?;
-            }
-            Ok(())
-        })
-        .await;
-        cut.map_err(write_err)?;
-        // The new last entry: the one before `index`, if the log still holds it.
-        let last = match index.checked_sub(1) {
-            Some(previous) => self.read_range(previous..index, usize::MAX).map_err(read_err)?.pop().map(|e| e.log_id),
-            None => None,
-        };
-        self.shared.files.write().expect("lock is never poisoned").last = last;
-        Ok(())
+        self.shared.cache.lock().expect("lock is never poisoned").retain(|i, _| *i < log_id.index);
+        off_the_workers(|| self.cut_from(log_id.index)).map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -149,6 +149,19 @@ impl SledDb {
     }
 }
 
+/// Runs CPU-bound or blocking storage work (an apply of thousands of transfers, a checkpoint
+/// cut of a million accounts, a Raft log truncate's fsyncs) without holding an async worker:
+/// on a multi-threaded runtime the worker's queue, including the task it just woke, moves to
+/// another thread meanwhile. Without it, Raft's own tasks (heartbeats, vote replies) waited
+/// behind the apply, on two cores for long enough that followers campaigned
+/// (docs/benchmarks.md section 0).
+pub(crate) fn off_the_workers<R>(work: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
+    }
+}
+
 /// Where a node with data dir `data` keeps its Raft log's files.
 pub(crate) fn raft_log_dir(data: &Path) -> PathBuf {
     data.join("raft-log")

@@ -61,6 +61,7 @@ use super::ledger_state::CheckpointCut;
 use super::ledger_state::Cut;
 use super::ledger_state::LedgerState;
 use super::ledger_state::Prepared;
+use super::off_the_workers;
 use super::snapshot;
 use crate::failpoint;
 use crate::raft::types::Applied;
@@ -126,18 +127,6 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 /// Runs the failpoint of a checkpoint step (crashes the process if a test armed it).
-/// Runs CPU-bound state-machine work (an apply of thousands of transfers, a checkpoint cut of
-/// a million accounts) without holding an async worker: on a multi-threaded runtime the
-/// worker's queue, including the task it just woke, moves to another thread meanwhile.
-/// Without it, Raft's own tasks (heartbeats, vote replies) waited behind the apply, on two
-/// cores for long enough that followers campaigned (docs/benchmarks.md section 0).
-fn off_the_workers<R>(work: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
-        _ => work(),
-    }
-}
-
 fn checkpoint_failpoints(step: checkpoint::Step) -> std::io::Result<()> {
     failpoint::crash_if_armed(match step {
         checkpoint::Step::WriteTmp => failpoint::CHECKPOINT_CRASH_BEFORE_WRITE_TMP,
