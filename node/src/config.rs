@@ -111,11 +111,15 @@ pub struct RaftTiming {
     /// chunk at once (unreachable), so only a hung one waits this long.
     pub install_snapshot_timeout_ms: u64,
     /// Build a snapshot, which writes a state checkpoint, after this many entries since the
-    /// last one. It bounds what a restart re-applies from the log (up to ~1,200 transfers per
-    /// 240 KiB entry at full load: 400 entries are at most ~480,000 transfers, a few seconds of
-    /// re-apply on this 2-core machine), against a checkpoint's cost (at 1 M accounts, 124 MB
-    /// written and 1-6 s of one core to encode it, about once every 45 s at full load).
+    /// last one, or after `snapshot_every_transfers`, whichever comes first.
     pub snapshot_every_entries: u64,
+    /// Build a snapshot once this many transfer records were written since the last one. This
+    /// is what bounds a restart's re-apply: an entry holds one transfer under light load and
+    /// up to ~1,200 under full load, so entries alone let it swing from seconds to tens of
+    /// seconds (585,000 transfers, 9.5 s under load, at 400 entries). Against a checkpoint's
+    /// cost: at 1 M accounts, 124 MB written and 1-6 s of one core to encode it, about every
+    /// 20 s at full load. Staggered per node like the entries. 0 turns it off.
+    pub snapshot_every_transfers: u64,
     /// Entries kept below a snapshot so that slightly lagging followers catch up from the log.
     /// Counted in entries, which are small under light load: with 1,000, a follower restarted
     /// after `kill -9` at 10 M transfers (an open of ~15 s under half load) still catches up
@@ -132,7 +136,8 @@ impl Default for RaftTiming {
             election_min_ms: 1000,
             election_max_ms: 2000,
             install_snapshot_timeout_ms: 600_000,
-            snapshot_every_entries: 400,
+            snapshot_every_entries: 1_000,
+            snapshot_every_transfers: 250_000,
             keep_entries_after_snapshot: 1_000,
             purge_batch_entries: 256,
             snapshot_chunk_bytes: 1024 * 1024,
@@ -252,6 +257,13 @@ impl NodeConfig {
     /// the leader deposed (docs/benchmarks.md section 0). Different periods keep them apart.
     pub fn snapshot_interval(&self) -> u64 {
         staggered_snapshot_interval(self.raft.snapshot_every_entries, self.node_id)
+    }
+
+    /// Transfers written between this node's snapshots, staggered like
+    /// [`NodeConfig::snapshot_interval`]; `None` when off.
+    pub fn snapshot_transfers_interval(&self) -> Option<u64> {
+        let every = self.raft.snapshot_every_transfers;
+        (every > 0).then(|| staggered_snapshot_interval(every, self.node_id))
     }
 
     /// The openraft configuration.

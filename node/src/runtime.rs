@@ -143,6 +143,8 @@ pub async fn run(
     let monitor = Arc::new(DrMonitor::new(config.dr.clone()));
     let timer = tokio::spawn(ledger_timer(replica.clone()));
     let watchdog = tokio::spawn(replica.clone().monitor_leadership(Duration::from_millis(config.raft.election_min_ms)));
+    let checkpoints =
+        config.snapshot_transfers_interval().map(|every| tokio::spawn(replica.clone().keep_checkpointing(every)));
     let purge = tokio::spawn(
         replica.clone().keep_log_purged(config.raft.keep_entries_after_snapshot, config.raft.purge_batch_entries),
     );
@@ -253,6 +255,9 @@ pub async fn run(
     timer.abort();
     watchdog.abort();
     purge.abort();
+    if let Some(checkpoints) = &checkpoints {
+        checkpoints.abort();
+    }
     refresh.abort();
     health.abort();
     shipper.abort();

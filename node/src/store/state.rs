@@ -188,6 +188,8 @@ pub struct LedgerStateMachine {
     incoming: Vec<PathBuf>,
     head: watch::Sender<JournalHead>,
     applied_index: Arc<AtomicU64>,
+    /// Transfer records written since the last checkpoint cut (what a restart would re-apply).
+    since_checkpoint: Arc<AtomicU64>,
     durable: Arc<Mutex<Option<Durable>>>,
     /// The highest index the Raft log may be purged to (the durable checkpoint's).
     purge_ceiling: Arc<AtomicU64>,
@@ -264,6 +266,7 @@ impl LedgerStateMachine {
             incoming: Vec::new(),
             head: head_tx,
             applied_index: Arc::new(AtomicU64::new(applied.map_or(0, |a| a.index))),
+            since_checkpoint: Arc::new(AtomicU64::new(0)),
             durable: Arc::new(Mutex::new(durable)),
             purge_ceiling,
             snapshot_counter: 0,
@@ -277,6 +280,7 @@ impl LedgerStateMachine {
             current: self.current.clone(),
             head: self.head.subscribe(),
             applied_index: self.applied_index.clone(),
+            since_checkpoint: self.since_checkpoint.clone(),
             db: self.db.clone(),
             root: self.root.clone(),
             startup: self.startup.clone(),
@@ -320,7 +324,7 @@ impl LedgerStateMachine {
         let mut membership = None;
         let mut reapplied = 0;
         let started = std::time::Instant::now();
-        let prepared = {
+        let (prepared, written) = {
             let base = generation.read();
             let mut overlay = Overlay::new(&*base);
             // Room for the whole chunk's writes at once: growing the maps command by command
@@ -375,7 +379,9 @@ impl LedgerStateMachine {
                     }
                 }
             }
-            Prepared::new(overlay.into_changes())
+            let changes = overlay.into_changes();
+            let written = changes.transfers.len() as u64;
+            (Prepared::new(changes), written)
         };
         let new_head = {
             let mut state = generation.state.write().expect("lock is never poisoned");
@@ -388,6 +394,7 @@ impl LedgerStateMachine {
         if let Some(applied) = last_applied {
             self.applied_index.store(applied.index, Ordering::Release);
         }
+        self.since_checkpoint.fetch_add(written, Ordering::Relaxed);
         self.startup.reapplied.fetch_add(reapplied, Ordering::Relaxed);
         self.head.send_if_modified(|head| {
             let changed = *head != new_head;
@@ -537,6 +544,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             let sync = state.sync_handles().unwrap_or_else(|e| panic!("cannot take segment handles: {e}"));
             (cut, meta, state.cuts(), sync)
         });
+        self.since_checkpoint.store(0, Ordering::Relaxed);
         metrics::histogram!("ledger_checkpoint_cut_seconds").record(started.elapsed().as_secs_f64());
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "checkpoint cut taken (applies paused)");
         CheckpointBuilder {
@@ -618,6 +626,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         }
         self.remove_snapshot_files_except(None);
         self.applied_index.store(index, Ordering::Release);
+        self.since_checkpoint.store(0, Ordering::Relaxed);
         self.head.send_replace(head);
         tracing::info!(
             snapshot = %meta.snapshot_id,
@@ -663,6 +672,7 @@ pub struct StateReader {
     current: CurrentCell,
     head: watch::Receiver<JournalHead>,
     applied_index: Arc<AtomicU64>,
+    since_checkpoint: Arc<AtomicU64>,
     db: SledDb,
     root: PathBuf,
     startup: Arc<Startup>,
@@ -700,6 +710,12 @@ impl StateReader {
     /// The earliest pending expiry (ledger time), if any.
     pub fn next_expiry(&self) -> Option<u64> {
         self.view().next_expiry()
+    }
+
+    /// Transfer records written since the last checkpoint cut: about what a restart now would
+    /// re-apply.
+    pub fn transfers_since_checkpoint(&self) -> u64 {
+        self.since_checkpoint.load(Ordering::Relaxed)
     }
 
     pub fn applied_index(&self) -> u64 {

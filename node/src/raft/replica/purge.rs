@@ -1,4 +1,4 @@
-//! The Raft log purge. openraft 0.9 purges the log below each new snapshot by itself, also
+//! The Raft log purge, and the checkpoints by transfers written. openraft 0.9 purges the log below each new snapshot by itself, also
 //! while an older snapshot is being sent to a follower: that follower then installs it, finds
 //! the entries after it gone, and needs another snapshot, and where a send outlasts a
 //! checkpoint interval (10 M transfers) it never catches up. openraft's own purge is off
@@ -49,6 +49,31 @@ impl Replica {
                 return;
             }
             asked = upto;
+        }
+    }
+}
+
+/// How often the transfers written since the last checkpoint are looked at.
+const CHECKPOINT_CHECK_EVERY: Duration = Duration::from_millis(200);
+
+impl Replica {
+    /// Until the task is aborted or Raft stops: asks openraft for a snapshot (which writes a
+    /// checkpoint) once `every` transfer records were written since the last one. openraft's
+    /// own policy counts entries, and an entry holds from one transfer to ~1,200: this bounds
+    /// what a restart re-applies in transfers, whatever the load. A request while a snapshot is
+    /// being built is ignored by openraft; the count restarts at each checkpoint cut.
+    pub async fn keep_checkpointing(self: Arc<Self>, every: u64) {
+        let mut tick = tokio::time::interval(CHECKPOINT_CHECK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.reader.transfers_since_checkpoint() < every {
+                continue;
+            }
+            if let Err(e) = self.raft.trigger().snapshot().await {
+                tracing::debug!(error = %e, "checkpoint trigger stopped: Raft is down");
+                return;
+            }
         }
     }
 }
