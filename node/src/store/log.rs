@@ -62,7 +62,9 @@ use super::SledDb;
 use super::StoreError;
 use super::io_err;
 use super::off_the_workers;
-use super::segment::frame_crc;
+use super::segment;
+use super::segment::FrameFault;
+use super::segment::checked_frame;
 use super::sync_dir;
 use super::timed_sync;
 use crate::raft::types::Entry;
@@ -83,8 +85,8 @@ const PURGE_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
 /// The purge frees space a file at a time, so this is also the most a purge leaves behind.
 pub const ROLL_BYTES: u64 = 32 * 1024 * 1024;
 
-/// Frame header: length and crc32.
-const FRAME_HEADER_BYTES: usize = 8;
+/// Frame header: length and crc32 (the segment logs' frame).
+const FRAME_HEADER_BYTES: usize = segment::FRAME_HEADER_BYTES as usize;
 
 /// Recent entries kept in memory for replication reads.
 const LOG_CACHE_ENTRIES: usize = 1024;
@@ -126,8 +128,8 @@ struct Files {
 struct LogFile {
     first: u64,
     path: PathBuf,
-    /// Shared with readers, which read without the lock (a purged file stays readable
-    /// through its handle until they drop it).
+    /// Shared with the append's fsync, which runs on a blocking thread after the lock is
+    /// released.
     file: Arc<File>,
     /// Where each frame starts: entry `first + k` at `starts[k]`.
     starts: Vec<u64>,
@@ -185,7 +187,7 @@ pub(crate) fn encode_frame(entry: &Entry, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0; FRAME_HEADER_BYTES]);
     codec::encode_onto(entry, out);
     let len = u32::try_from(out.len() - at - FRAME_HEADER_BYTES).expect("an entry is under 4 GiB");
-    let crc = frame_crc(len, &out[at + FRAME_HEADER_BYTES..]);
+    let crc = segment::frame_crc(len, &out[at + FRAME_HEADER_BYTES..]);
     out[at..at + 4].copy_from_slice(&len.to_le_bytes());
     out[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
 }
@@ -197,20 +199,15 @@ fn frame_len(bytes: &[u8]) -> Option<usize> {
 
 /// Decodes the frame at the front of `bytes` as entry `index`; returns it and the frame's size.
 pub(crate) fn decode_frame(index: u64, bytes: &[u8]) -> Result<(Entry, usize), StoreError> {
-    let len = frame_len(bytes).filter(|len| bytes.len() >= FRAME_HEADER_BYTES + len);
-    let Some(len) = len else {
-        return Err(corrupt(format!("entry {index}: frame of {} bytes is cut short", bytes.len())));
-    };
-    let stored = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
-    let body = &bytes[FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len];
-    if frame_crc(len as u32, body) != stored {
-        return Err(corrupt(format!("entry {index} fails its checksum")));
-    }
+    let (body, size) = checked_frame(bytes).map_err(|fault| match fault {
+        FrameFault::Short => corrupt(format!("entry {index}: frame of {} bytes is cut short", bytes.len())),
+        FrameFault::Checksum => corrupt(format!("entry {index} fails its checksum")),
+    })?;
     let entry: Entry = codec::decode(body).map_err(|e| corrupt(format!("entry {index}: {e}")))?;
     if entry.log_id.index != index {
         return Err(corrupt(format!("entry stored at {index} has index {}", entry.log_id.index)));
     }
-    Ok((entry, FRAME_HEADER_BYTES + len))
+    Ok((entry, size))
 }
 
 impl LogStore {
@@ -519,17 +516,9 @@ fn verified_frames(file: &File, path: &Path) -> Result<(Vec<u64>, u64), StoreErr
     file.read_exact_at(&mut bytes, 0).map_err(io_err(path))?;
     let mut starts = Vec::new();
     let mut at = 0usize;
-    while let Some(body_len) = frame_len(&bytes[at..]) {
-        let end = at + FRAME_HEADER_BYTES + body_len;
-        if bytes.len() < at + FRAME_HEADER_BYTES || end > bytes.len() {
-            break;
-        }
-        let stored = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().expect("4 bytes"));
-        if frame_crc(body_len as u32, &bytes[at + FRAME_HEADER_BYTES..end]) != stored {
-            break;
-        }
+    while let Ok((_, size)) = checked_frame(&bytes[at..]) {
         starts.push(at as u64);
-        at = end;
+        at += size;
     }
     Ok((starts, at as u64))
 }

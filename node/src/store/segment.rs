@@ -51,6 +51,29 @@ pub fn frame_crc(len: u32, bytes: &[u8]) -> u32 {
     hasher.finalize()
 }
 
+/// Why the front of a buffer is not a whole frame that checks.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FrameFault {
+    /// The header or the record runs past the end of the buffer.
+    Short,
+    /// The crc does not match.
+    Checksum,
+}
+
+/// The record framed at the front of `bytes`, and the frame's size, if the frame is whole and
+/// its crc matches (the segment logs' frames and the Raft log's alike).
+pub fn checked_frame(bytes: &[u8]) -> Result<(&[u8], usize), FrameFault> {
+    let header = bytes.get(..FRAME_HEADER_BYTES as usize).ok_or(FrameFault::Short)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
+    let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+    let end = FRAME_HEADER_BYTES as usize + len as usize;
+    let record = bytes.get(FRAME_HEADER_BYTES as usize..end).ok_or(FrameFault::Short)?;
+    if frame_crc(len, record) != crc {
+        return Err(FrameFault::Checksum);
+    }
+    Ok((record, end))
+}
+
 struct Segment {
     index: u64,
     path: PathBuf,
@@ -477,21 +500,13 @@ impl SegmentLog {
         if position >= written {
             // Still in the write buffer: the same frame check as on disk.
             let at = (position - written) as usize;
-            let header = self
-                .pending
-                .get(at..at + FRAME_HEADER_BYTES as usize)
-                .ok_or_else(|| corrupt(format!("position {position}: past the end {}", self.len())))?;
-            let len = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes"));
-            let crc = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
-            let start = at + FRAME_HEADER_BYTES as usize;
-            let bytes = self
-                .pending
-                .get(start..start + len as usize)
-                .ok_or_else(|| corrupt(format!("position {position}: length {len} runs past the buffer")))?;
-            if frame_crc(len, bytes) != crc {
-                return Err(corrupt(format!("position {position}: checksum mismatch")));
-            }
-            return Ok(bytes.to_vec());
+            return match checked_frame(&self.pending[at.min(self.pending.len())..]) {
+                Ok((bytes, _)) => Ok(bytes.to_vec()),
+                Err(FrameFault::Short) => {
+                    Err(corrupt(format!("position {position}: runs past the end {}", self.len())))
+                }
+                Err(FrameFault::Checksum) => Err(corrupt(format!("position {position}: checksum mismatch"))),
+            };
         }
         let (bytes, _) = self.read_frame(position)?;
         Ok(bytes)
