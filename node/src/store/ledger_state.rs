@@ -29,6 +29,7 @@ use std::hash::Hasher;
 use std::path::Path;
 use std::sync::Arc;
 
+use foldhash::quality::FixedState;
 use ledger_core::account::Account;
 use ledger_core::codec;
 use ledger_core::id::AccountId;
@@ -259,20 +260,15 @@ impl Hasher for Prehashed {
     }
 }
 
-/// Transfer id → position of its newest version. Keyed by a 64-bit SipHash fingerprint of the
-/// id under a per-process random key (rebuilt at every start, so nobody can aim collisions); a
-/// fingerprint shared by two ids is settled by reading the stored id, and the later id goes to
-/// `collided`, keyed by the id itself.
-struct TransferIndex<S = std::hash::RandomState> {
+/// Transfer id → position of its newest version. Keyed by a 64-bit fingerprint of the id
+/// (foldhash's quality hash under the generation's random seed, which stays on the node's disk,
+/// so nobody outside can aim collisions, and the segments' fingerprint files stay valid across
+/// restarts); a fingerprint shared by two ids is settled by reading the stored id, and the later
+/// id goes to `collided`, keyed by the id itself.
+struct TransferIndex<S = FixedState> {
     keys: S,
     by_fingerprint: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
     collided: HashMap<TransferId, u64>,
-}
-
-impl Default for TransferIndex {
-    fn default() -> Self {
-        TransferIndex::new()
-    }
 }
 
 fn stored_transfer_id(log: &SegmentLog, position: u64) -> TransferId {
@@ -280,9 +276,9 @@ fn stored_transfer_id(log: &SegmentLog, position: u64) -> TransferId {
     codec::decode_prefix(&bytes).unwrap_or_else(|e| panic!("corrupt transfer id at {position}: {e}"))
 }
 
-impl<S: BuildHasher + Default> TransferIndex<S> {
-    fn new() -> Self {
-        TransferIndex { keys: S::default(), by_fingerprint: HashMap::default(), collided: HashMap::new() }
+impl<S: BuildHasher + Sync> TransferIndex<S> {
+    fn new(keys: S) -> Self {
+        TransferIndex { keys, by_fingerprint: HashMap::default(), collided: HashMap::new() }
     }
 
     fn clear(&mut self) {
@@ -302,8 +298,17 @@ impl<S: BuildHasher + Default> TransferIndex<S> {
         self.keys.hash_one(id)
     }
 
-    /// Rebuilds the index from the transfer log's keys from `base` (at start-up). Returns the
-    /// segments whose key files fell short.
+    /// A stored transfer's fingerprint, from its key (or its record: the id is the front of both).
+    fn fingerprint_of_key(&self, key: &[u8]) -> Result<u64, StoreError> {
+        let (id, _) = codec::first_string(key).ok_or_else(|| StoreError::Corrupt {
+            what: "transfer record",
+            detail: "does not start with a transfer id".into(),
+        })?;
+        Ok(self.fingerprint_of(id))
+    }
+
+    /// Rebuilds the index from the transfer log's fingerprint runs from `base` (at start-up:
+    /// see [`SegmentLog::fingerprint_runs`]). Returns the segments whose key files fell short.
     ///
     /// One map insert per record, in log order, was most of a 10 M-transfer start-up: each a
     /// cache miss in a table of hundreds of megabytes, which also grew by rehashing. Instead
@@ -312,23 +317,19 @@ impl<S: BuildHasher + Default> TransferIndex<S> {
     /// table sized once, so the inserts sweep the table in order. Pairs sharing a fingerprint
     /// (versions of one transfer, or two ids colliding) are settled by the ids stored at
     /// their positions, as `insert` does.
-    fn rebuild(&mut self, log: &SegmentLog, base: u64) -> Result<Vec<u64>, StoreError> {
+    fn rebuild(&mut self, log: &SegmentLog, base: u64, seed: u64) -> Result<Vec<u64>, StoreError> {
         self.clear();
-        let mut pairs: Vec<(u64, u64)> = Vec::new();
-        let short = log.for_each_key(base, log.len(), &mut |position, bytes| {
-            // `bytes` is the key, or the whole record where the key file fell short.
-            let (id, _) = codec::first_string(bytes).ok_or_else(|| StoreError::Corrupt {
-                what: "transfer record",
-                detail: format!("at {position}: does not start with a transfer id"),
-            })?;
-            pairs.push((self.fingerprint_of(id), position));
-            Ok(())
-        })?;
+        let started = std::time::Instant::now();
+        let runs = log.fingerprint_runs(base, log.len(), seed, &|key| self.fingerprint_of_key(key))?;
+        let (short, loaded) = (runs.short, runs.loaded);
+        let mut pairs: Vec<(u64, u64)> = runs.runs.concat();
         // The bucket count std's map (hashbrown) takes for this many entries: the next power of
         // two of 8/7 of them. Were it another, the order would still sweep the table in runs.
         let buckets = (pairs.len().max(8) * 8 / 7).next_power_of_two() as u64;
         let bucket_bits = buckets.trailing_zeros();
+        let read = started.elapsed();
         pairs.sort_unstable_by_key(|(fingerprint, position)| (fingerprint.rotate_right(bucket_bits), *position));
+        let sorted = started.elapsed();
         self.by_fingerprint.reserve(pairs.len());
         let mut rest = pairs.as_slice();
         while let Some(((fingerprint, position), _)) = rest.split_first() {
@@ -343,6 +344,14 @@ impl<S: BuildHasher + Default> TransferIndex<S> {
             }
             rest = &rest[run..];
         }
+        tracing::info!(
+            ids = pairs.len(),
+            segments_from_fingerprint_files = loaded,
+            read_ms = read.as_millis() as u64,
+            sort_ms = (sorted - read).as_millis() as u64,
+            insert_ms = (started.elapsed() - sorted).as_millis() as u64,
+            "transfer index rebuilt"
+        );
         Ok(short)
     }
 
@@ -379,59 +388,76 @@ impl<S: BuildHasher + Default> TransferIndex<S> {
 /// Account → positions of its history rows (row `i` at `[i - 1]`).
 type HistoryPositions = ByAccount<Vec<u64>>;
 
-/// Each account's history row positions, from the history log's keys from `base`, without a
-/// map lookup per row (20 M rows took 18-20 s that way, mostly cache misses): each row's key
-/// (the account id's encoding) is fingerprinted into a `(fingerprint, position)` pair, the
-/// pairs are sorted, and each account takes the run of its own id's fingerprint, in position
-/// order. `None` if two accounts share a fingerprint (then [`history_by_lookup`]). Also
-/// returns the segments whose key files fell short. A row no account claims is corruption; a
-/// count that differs from the balance record is caught by the caller's check.
+/// Each account's history row positions, from the history log's fingerprint runs from `base`
+/// (see [`SegmentLog::fingerprint_runs`]), without a map lookup per row (20 M rows took 18-20 s
+/// that way, mostly cache misses): each segment's run is sorted by the fingerprint of the row's
+/// key (the account id's encoding), then position, so the accounts, sorted by the fingerprint
+/// of their ids, take from each run in turn the slice of their own fingerprint: in segment
+/// order, that is position order. `None` if two accounts share a fingerprint (then
+/// [`history_by_lookup`]). Also returns the segments whose key files fell short. A row no
+/// account claims is corruption; a count that differs from the balance record is caught by the
+/// caller's check.
 fn sorted_history(
     accounts: &Accounts,
     log: &SegmentLog,
     base: u64,
-    fingerprint: &dyn Fn(&[u8]) -> u64,
+    seed: u64,
+    fingerprint: &(dyn Fn(&[u8]) -> u64 + Sync),
 ) -> Result<Option<(HistoryPositions, Vec<u64>)>, StoreError> {
+    let started = std::time::Instant::now();
     let mut owners: Vec<(u64, &Account)> =
         accounts.values().filter(|a| a.history_len > 0).map(|a| (fingerprint(&codec::encode(&a.id)), a)).collect();
     owners.sort_unstable_by_key(|(fp, _)| *fp);
     if owners.windows(2).any(|pair| pair[0].0 == pair[1].0) {
         return Ok(None);
     }
-    let expected: u64 = owners.iter().map(|(_, a)| a.history_len).sum();
-    let mut rows: Vec<(u64, u64)> = Vec::with_capacity(expected as usize);
-    let short = log.for_each_key(base, log.len(), &mut |position, bytes| {
-        // `bytes` is the key, or the whole record where the key file fell short.
-        let key = codec::string_prefix_len(bytes).ok_or_else(|| StoreError::Corrupt {
-            what: "history record",
-            detail: format!("at {position}: does not start with an account id"),
-        })?;
-        rows.push((fingerprint(&bytes[..key]), position));
-        Ok(())
-    })?;
-    rows.sort_unstable();
+    let runs = log.fingerprint_runs(base, log.len(), seed, &|key| history_fingerprint(fingerprint, key))?;
+    let read = started.elapsed();
     let orphan = |position: u64| StoreError::Corrupt {
         what: "history record",
         detail: format!("at {position}: a row of an account that has none in the checkpoint"),
     };
     let mut history = ByAccount::with_capacity_and_hasher(owners.len(), Default::default());
-    let mut next = 0;
+    let mut next = vec![0; runs.runs.len()];
     for (fp, account) in owners {
-        if let Some((row_fp, position)) = rows.get(next)
-            && *row_fp < fp
-        {
+        let mut positions = Vec::with_capacity(account.history_len as usize);
+        for (run, next) in runs.runs.iter().zip(&mut next) {
+            if let Some((row_fp, position)) = run.get(*next)
+                && *row_fp < fp
+            {
+                return Err(orphan(*position));
+            }
+            // Counted, not binary-searched: a binary search over the remaining rows for each
+            // of a million accounts was a few cache-missing probes per row of the run.
+            let taken = run[*next..].iter().take_while(|(row_fp, _)| *row_fp == fp).count();
+            positions.extend(run[*next..*next + taken].iter().map(|(_, p)| *p));
+            *next += taken;
+        }
+        history.insert(account.id.clone(), positions);
+    }
+    for (run, next) in runs.runs.iter().zip(&next) {
+        if let Some((_, position)) = run.get(*next) {
             return Err(orphan(*position));
         }
-        // Counted, not binary-searched: a binary search over the remaining rows for each of a
-        // million accounts was a few cache-missing probes per row of the run.
-        let run = rows[next..].iter().take_while(|(row_fp, _)| *row_fp == fp).count();
-        history.insert(account.id.clone(), rows[next..next + run].iter().map(|(_, p)| *p).collect());
-        next += run;
     }
-    if let Some((_, position)) = rows.get(next) {
-        return Err(orphan(*position));
-    }
-    Ok(Some((history, short)))
+    tracing::info!(
+        rows = history.values().map(Vec::len).sum::<usize>(),
+        segments_from_fingerprint_files = runs.loaded,
+        read_ms = read.as_millis() as u64,
+        split_ms = (started.elapsed() - read).as_millis() as u64,
+        "history positions rebuilt"
+    );
+    Ok(Some((history, runs.short)))
+}
+
+/// A history row's fingerprint, from its key (or its record: the account id is the front of
+/// both): `fingerprint` of the id's encoding, as [`sorted_history`] takes each account's.
+fn history_fingerprint(fingerprint: &(dyn Fn(&[u8]) -> u64 + Sync), key: &[u8]) -> Result<u64, StoreError> {
+    let len = codec::string_prefix_len(key).ok_or_else(|| StoreError::Corrupt {
+        what: "history record",
+        detail: "does not start with an account id".into(),
+    })?;
+    Ok(fingerprint(&key[..len]))
 }
 
 /// Each account's history row positions by one lookup per row: what [`sorted_history`] falls
@@ -562,6 +588,59 @@ pub struct LedgerState {
     membership: StoredMembership,
     logs: [SegmentLog; 3],
     bases: [u64; 3],
+    /// The generation's fingerprint seed: the transfer index's key, and the key of the
+    /// segments' fingerprint files.
+    seed: u64,
+}
+
+/// The generation's fingerprint seed, `fingerprint.seed` in its directory: random, made by the
+/// generation's first open. If it is lost or damaged a new one is made, and the fingerprint
+/// files written under the old one are computed again (they name their seed).
+fn fingerprint_seed(dir: &Path) -> Result<u64, StoreError> {
+    let path = dir.join("fingerprint.seed");
+    if let Ok(bytes) = std::fs::read(&path)
+        && let Ok(seed) = <[u8; 8]>::try_from(bytes.as_slice())
+    {
+        return Ok(u64::from_le_bytes(seed));
+    }
+    std::fs::create_dir_all(dir).map_err(super::io_err(dir))?;
+    // std's SipHash keys come from the operating system's randomness.
+    let seed = std::hash::RandomState::new().hash_one(std::time::SystemTime::now());
+    let temporary = path.with_extension("seed.tmp");
+    let written = std::fs::File::create(&temporary).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, &seed.to_le_bytes())?;
+        file.sync_all()
+    });
+    written.map_err(super::io_err(&temporary))?;
+    std::fs::rename(&temporary, &path).map_err(super::io_err(&path))?;
+    super::sync_dir(dir)?;
+    Ok(seed)
+}
+
+/// The fingerprint files a checkpoint's writer makes for the segments sealed since the last
+/// (see `segment`), off the apply path: what [`LedgerState::unfingerprinted`] returns.
+pub struct Unfingerprinted {
+    seed: u64,
+    transfers: Vec<segment::SealedSegment>,
+    history: Vec<segment::SealedSegment>,
+}
+
+impl Unfingerprinted {
+    /// Writes the files; returns how many. A segment whose key file does not cover it is
+    /// left to the next start-up.
+    pub fn save(self) -> Result<usize, StoreError> {
+        let keys = FixedState::with_seed(self.seed);
+        let transfers = TransferIndex::new(keys.clone());
+        let mut saved = 0;
+        for sealed in &self.transfers {
+            saved += usize::from(sealed.save_fingerprints(self.seed, &|key| transfers.fingerprint_of_key(key))?);
+        }
+        let fingerprint = |key: &[u8]| keys.hash_one(key);
+        for sealed in &self.history {
+            saved += usize::from(sealed.save_fingerprints(self.seed, &|key| history_fingerprint(&fingerprint, key))?);
+        }
+        Ok(saved)
+    }
 }
 
 impl LedgerState {
@@ -570,6 +649,7 @@ impl LedgerState {
     pub fn open(dir: &Path, checkpoint: Option<CheckpointIn>) -> Result<LedgerState, StoreError> {
         let open = |i: usize| SegmentLog::open(&dir.join(LOG_NAMES[i]), ROLL_BYTES, KEY_OF[i]);
         let mut logs = [open(TRANSFERS)?, open(HISTORY)?, open(JOURNAL)?];
+        let seed = fingerprint_seed(dir)?;
         let body = match checkpoint {
             Some(body) => body,
             None => {
@@ -584,12 +664,13 @@ impl LedgerState {
                     meta: LedgerMeta::default(),
                     site_log: Vec::new(),
                     journal: Vec::new(),
-                    transfers: TransferIndex::default(),
+                    transfers: TransferIndex::new(FixedState::with_seed(seed)),
                     history_rows: 0,
                     last_applied: None,
                     membership: StoredMembership::default(),
                     logs,
                     bases: [0; 3],
+                    seed,
                 });
             }
         };
@@ -611,30 +692,26 @@ impl LedgerState {
             log.truncate(cut.len)?;
         }
         let truncated = started.elapsed();
-        let mut accounts = Accounts::new();
-        for account in body.accounts {
-            accounts.insert(account);
-        }
-        let accounts_done = started.elapsed();
         let mut state = LedgerState {
-            accounts,
+            accounts: Accounts::new(),
             history: ByAccount::default(),
             totals: body.totals,
             expiries: body.expiries,
             meta: body.meta,
             site_log: body.site_log,
             journal: Vec::new(),
-            transfers: TransferIndex::default(),
+            transfers: TransferIndex::new(FixedState::with_seed(seed)),
             history_rows: 0,
             last_applied: body.last_applied,
             membership: body.membership,
             logs,
             bases: body.cuts.map(|cut| cut.base),
+            seed,
         };
-        let [transfers, history, journal] = state.rebuild_indexes()?;
+        let [accounts, transfers, history, journal] = state.rebuild_indexes(body.accounts)?;
         tracing::info!(
             truncate_ms = truncated.as_millis() as u64,
-            accounts_ms = (accounts_done - truncated).as_millis() as u64,
+            accounts_ms = accounts.as_millis() as u64,
             transfers_ms = transfers.as_millis() as u64,
             history_ms = history.as_millis() as u64,
             journal_ms = journal.as_millis() as u64,
@@ -644,31 +721,39 @@ impl LedgerState {
         Ok(state)
     }
 
-    /// Rebuilds the transfer, history and journal indexes from the logs' key files (and from
-    /// the records where a key file falls short, rewriting it), and checks them against what
-    /// the in-memory state says they must hold.
-    /// Returns when the transfer and history rebuilds (in parallel) ended, and how long the
-    /// journal's took after them.
-    fn rebuild_indexes(&mut self) -> Result<[std::time::Duration; 3], StoreError> {
-        let LedgerState { accounts, history, journal, transfers, history_rows, logs, bases, meta, .. } = self;
+    /// Fills the account table from the checkpoint's `accounts`, rebuilds the transfer,
+    /// history and journal indexes from the logs' fingerprint and key files (and from the
+    /// records where a key file falls short, rewriting it), and checks them against what the
+    /// in-memory state says they must hold.
+    /// Returns when the accounts were in and the transfer and history rebuilds (in parallel)
+    /// ended, and how long the journal's took after them.
+    fn rebuild_indexes(&mut self, accounts_in: Vec<Account>) -> Result<[std::time::Duration; 4], StoreError> {
+        let LedgerState { accounts, history, journal, transfers, history_rows, logs, bases, meta, seed, .. } = self;
         let [transfer_log, history_log, journal_log] = &*logs;
+        let seed = *seed;
         let started = std::time::Instant::now();
-        // The id index and the history positions are independent: one thread each (at 10 M
-        // transfers each takes seconds, mostly cache misses in maps of millions of entries).
-        let (transfers_built, history_built) = std::thread::scope(|scope| {
+        // The id index is independent of the accounts and the history positions: one thread
+        // for it, one for those (at 10 M transfers each takes seconds, mostly cache misses in
+        // maps of millions of entries).
+        let (transfers_built, history_built, accounts_done) = std::thread::scope(|scope| {
             let transfers_thread = scope.spawn(|| {
-                let short = transfers.rebuild(transfer_log, bases[TRANSFERS]);
+                let short = transfers.rebuild(transfer_log, bases[TRANSFERS], seed);
                 (short, started.elapsed())
             });
-            let fingerprints = foldhash::quality::RandomState::default();
+            for account in accounts_in {
+                accounts.insert(account);
+            }
+            let accounts_done = started.elapsed();
+            let fingerprints = FixedState::with_seed(seed);
             let fingerprint = |key: &[u8]| fingerprints.hash_one(key);
-            let short = match sorted_history(accounts, history_log, bases[HISTORY], &fingerprint) {
+            let short = match sorted_history(accounts, history_log, bases[HISTORY], seed, &fingerprint) {
                 Ok(Some((positions, short))) => {
                     *history = positions;
                     Ok(short)
                 }
                 // Two account ids share a fingerprint (odds about 2^-64 per pair of accounts,
-                // new keys at every start): the slower way, one lookup per row.
+                // a generation's seed; it stays with the generation): the slower way, one
+                // lookup per row.
                 Ok(None) => {
                     tracing::info!("account fingerprints collide; rebuilding history positions by lookup");
                     history_by_lookup(accounts, history, history_log, bases[HISTORY])
@@ -677,7 +762,7 @@ impl LedgerState {
             };
             *history_rows = history.values().map(Vec::len).sum();
             let history_built = (short, started.elapsed());
-            (transfers_thread.join().expect("the transfer index rebuild does not panic"), history_built)
+            (transfers_thread.join().expect("the transfer index rebuild does not panic"), history_built, accounts_done)
         });
         let (short_transfers, transfers_done) = (transfers_built.0?, transfers_built.1);
         let (short_history, history_done) = (history_built.0?, history_built.1);
@@ -710,7 +795,7 @@ impl LedgerState {
                 log.rewrite_keys(&short)?;
             }
         }
-        Ok([transfers_done, history_done, journal_done - transfers_done.max(history_done)])
+        Ok([accounts_done, transfers_done, history_done, journal_done - transfers_done.max(history_done)])
     }
 
     pub fn last_applied(&self) -> Option<LogId> {
@@ -813,6 +898,15 @@ impl LedgerState {
 
     /// The state as it is now, for a checkpoint: O(shards + pending expiries + site log),
     /// never O(accounts); [`CheckpointCut::encode`] does the O(accounts) part.
+    /// The sealed segments of the transfer and history logs that have no fingerprint file yet.
+    pub fn unfingerprinted(&self) -> Unfingerprinted {
+        Unfingerprinted {
+            seed: self.seed,
+            transfers: self.logs[TRANSFERS].unfingerprinted(),
+            history: self.logs[HISTORY].unfingerprinted(),
+        }
+    }
+
     pub fn checkpoint_cut(&self, snapshot_id: String) -> CheckpointCut {
         CheckpointCut {
             version: CHECKPOINT_VERSION,
@@ -975,13 +1069,31 @@ mod tests {
         let applied = state.history.clone();
         assert_eq!(applied.values().map(Vec::len).sum::<usize>(), (0..40u64).map(|i| i % 7).sum::<u64>() as usize);
         let log = &state.logs[HISTORY];
-        let seeded = foldhash::quality::RandomState::default();
-        let (sorted, short) = sorted_history(&state.accounts, log, 0, &|key| seeded.hash_one(key)).unwrap().unwrap();
+        let seeded = FixedState::with_seed(5);
+        let (sorted, short) = sorted_history(&state.accounts, log, 0, 5, &|key| seeded.hash_one(key)).unwrap().unwrap();
         assert_eq!((sorted, short), (applied.clone(), vec![]));
         let mut by_lookup = ByAccount::default();
         history_by_lookup(&state.accounts, &mut by_lookup, log, 0).unwrap();
         assert_eq!(by_lookup, applied);
-        assert!(sorted_history(&state.accounts, log, 0, &|_| 7).unwrap().is_none(), "every account collides");
+        assert!(sorted_history(&state.accounts, log, 0, 7, &|_| 7).unwrap().is_none(), "every account collides");
+
+        // The same rows over many small segments: one run per segment, merged per account,
+        // first computed (and saved), then from the fingerprint files.
+        let small_dir = tempfile::tempdir().unwrap();
+        let mut small = SegmentLog::open(small_dir.path(), 512, KEY_OF[HISTORY]).unwrap();
+        for (_, row) in log.scan(0).unwrap() {
+            small.append(&row).unwrap();
+        }
+        small.flush().unwrap();
+        let mut by_lookup = ByAccount::default();
+        history_by_lookup(&state.accounts, &mut by_lookup, &small, 0).unwrap();
+        assert_eq!(small.unfingerprinted().len(), small.len() as usize / 512, "many sealed segments");
+        for _ in 0..2 {
+            let (sorted, _) =
+                sorted_history(&state.accounts, &small, 0, 5, &|key| seeded.hash_one(key)).unwrap().unwrap();
+            assert_eq!(sorted, by_lookup);
+            assert!(small.unfingerprinted().is_empty(), "the rebuild wrote the sealed segments' files");
+        }
 
         // An account the checkpoint does not have rows for, with a row in the log.
         let mut accounts = Accounts::new();
@@ -989,7 +1101,7 @@ mod tests {
             accounts.insert(account.clone());
         }
         accounts.insert(account("a6", 0));
-        let err = sorted_history(&accounts, log, 0, &|key| seeded.hash_one(key)).unwrap_err();
+        let err = sorted_history(&accounts, log, 0, 5, &|key| seeded.hash_one(key)).unwrap_err();
         assert!(err.to_string().contains("has none in the checkpoint"), "{err}");
         let err = history_by_lookup(&accounts, &mut by_lookup, log, 0).unwrap_err();
         assert!(err.to_string().contains("has none in the checkpoint"), "{err}");
@@ -1027,7 +1139,9 @@ mod tests {
             fn write(&mut self, _: &[u8]) {}
         }
         let dir = tempfile::tempdir().unwrap();
-        let mut log = SegmentLog::open(dir.path(), ROLL_BYTES, KEY_OF[TRANSFERS]).unwrap();
+        // Small segments: several runs, the sealed ones read from their fingerprint files
+        // the second time.
+        let mut log = SegmentLog::open(dir.path(), 200, KEY_OF[TRANSFERS]).unwrap();
         let mut newest = BTreeMap::new();
         for (n, id) in ["t1", "t2", "t1", "t3", "t2", "t1", "t4"].iter().enumerate() {
             let transfer = posted_transfer(id, n as u64 + 1);
@@ -1040,12 +1154,16 @@ mod tests {
             }
             assert_eq!(index(&TransferId::new("t5")), None);
         };
-        let mut keyed = TransferIndex::default();
-        assert_eq!(keyed.rebuild(&log, 0).unwrap(), Vec::<u64>::new());
-        assert_eq!(keyed.len(), 4);
-        check(&|id| keyed.get(id, &log));
-        let mut colliding = TransferIndex::<BuildHasherDefault<Seven>>::new();
-        colliding.rebuild(&log, 0).unwrap();
+        assert!(log.unfingerprinted().len() >= 2, "several sealed segments");
+        for _ in 0..2 {
+            let mut keyed = TransferIndex::new(FixedState::with_seed(3));
+            assert_eq!(keyed.rebuild(&log, 0, 3).unwrap(), Vec::<u64>::new());
+            assert_eq!(keyed.len(), 4);
+            check(&|id| keyed.get(id, &log));
+            assert!(log.unfingerprinted().is_empty());
+        }
+        let mut colliding = TransferIndex::new(BuildHasherDefault::<Seven>::default());
+        colliding.rebuild(&log, 0, 7).unwrap();
         assert_eq!((colliding.len(), colliding.collided.len()), (4, 3), "one id keeps the fingerprint");
         check(&|id| colliding.get(id, &log));
     }

@@ -20,6 +20,15 @@
 //! are derived data: an entry counts only while the entries from offset 0 chain frame to
 //! frame within the segment, and where they stop, the rebuild reads the records themselves and
 //! rewrites the key file ([`SegmentLog::for_each_key`], [`SegmentLog::rewrite_keys`]).
+//!
+//! A sealed segment (one with a later segment after it: its bytes never change again) may also
+//! have a fingerprint file `n.fps`: every record's `(fingerprint, position)`, sorted, where the
+//! fingerprint is the caller's 64-bit keyed hash of the record's key. Written off the apply
+//! path after a checkpoint ([`SealedSegment::save_fingerprints`]) or by the start-up that had to
+//! compute it, it spares a start-up the reading, hashing and sorting of that segment's keys
+//! ([`SegmentLog::fingerprint_runs`]). It is derived data too: the file names the key's seed
+//! and the segment's length and is checksummed whole; one that does not match is ignored and
+//! computed again, and a truncate removes the files of the segments it cuts.
 
 use std::fs::File;
 use std::fs::OpenOptions;
@@ -88,6 +97,8 @@ struct Segment {
     keys_file: File,
     /// Bytes in the key file (`pending_keys` is appended after them).
     keys_len: u64,
+    /// The fingerprint file's path (the file exists only for some sealed segments).
+    fps_path: PathBuf,
 }
 
 impl Segment {
@@ -115,6 +126,7 @@ impl Segment {
             keys_path,
             keys_file,
             keys_len,
+            fps_path: dir.join(format!("{index:08}.fps")),
         };
         Ok((segment, create || !keys_existed))
     }
@@ -462,11 +474,16 @@ impl SegmentLog {
         };
         while self.segments.len() > keep {
             let segment = self.segments.pop().expect("more segments than kept");
+            remove_fingerprints(&segment.fps_path)?;
             std::fs::remove_file(&segment.path).map_err(io_err(&segment.path))?;
             std::fs::remove_file(&segment.keys_path).map_err(io_err(&segment.keys_path))?;
             self.dir_dirty = true;
         }
         if let Some(last) = self.segments.last() {
+            // The last segment takes appends again: its fingerprints, if it had any, will not
+            // describe it.
+            remove_fingerprints(&last.fps_path)?;
+            self.dir_dirty = true;
             let in_last = len - last.index * self.roll_bytes;
             assert!(in_last <= last.len, "truncate to {len}: inside the unused tail of segment {}", last.index);
             let (kept_keys, covered) = Segment::keys_cover(&last.read_keys()?, in_last);
@@ -682,6 +699,182 @@ impl SegmentLog {
     }
 }
 
+/// What a caller fingerprints a record by: its key (or the whole record where the key file
+/// falls short, its key being its front) to a 64-bit keyed hash.
+pub type FingerprintOf<'a> = dyn Fn(&[u8]) -> Result<u64, StoreError> + Sync + 'a;
+
+/// A fingerprint file: `magic ‖ seed: u64 ‖ segment length: u64 ‖ count: u64 ‖ count ×
+/// (fingerprint: u64, position: u64) ‖ crc32`, integers little-endian, the crc over all before it.
+const FPS_MAGIC: &[u8; 4] = b"LFP1";
+const FPS_HEADER_BYTES: usize = 4 + 8 + 8 + 8;
+
+/// Every record of `[from, to)` as `(fingerprint, position)` pairs, one run per segment, each
+/// sorted (fingerprint, then position), from [`SegmentLog::fingerprint_runs`].
+#[derive(Debug, Default)]
+pub struct FingerprintRuns {
+    pub runs: Vec<Vec<(u64, u64)>>,
+    /// Segments whose key files fell short, for [`SegmentLog::rewrite_keys`].
+    pub short: Vec<u64>,
+    /// Sealed segments whose runs came from their fingerprint files (the rest were computed).
+    pub loaded: usize,
+}
+
+fn remove_fingerprints(path: &Path) -> Result<(), StoreError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// The run a fingerprint file holds, if it is whole, checks, and was written with `seed` for a
+/// segment of `segment_len` bytes; `None` otherwise (then the run is computed again).
+fn load_fingerprints(path: &Path, seed: u64, segment_len: u64) -> Option<Vec<(u64, u64)>> {
+    let bytes = std::fs::read(path).ok()?;
+    let (body, crc) = bytes.split_at_checked(bytes.len().checked_sub(4)?)?;
+    let header = body.get(..FPS_HEADER_BYTES)?;
+    let word = |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+    let (count, pairs) = (word(20), &body[FPS_HEADER_BYTES..]);
+    if &header[..4] != FPS_MAGIC
+        || word(4) != seed
+        || word(12) != segment_len
+        || pairs.len() as u64 != count.checked_mul(16)?
+        || crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes"))
+    {
+        return None;
+    }
+    Some(
+        pairs
+            .chunks_exact(16)
+            .map(|pair| {
+                let fingerprint = u64::from_le_bytes(pair[..8].try_into().expect("8 bytes"));
+                (fingerprint, u64::from_le_bytes(pair[8..].try_into().expect("8 bytes")))
+            })
+            .collect(),
+    )
+}
+
+/// Writes a sealed segment's fingerprint file (through a temporary file and a rename: a reader
+/// sees the whole file or none). Not fsynced: it is derived data, checked when read.
+fn save_fingerprints(path: &Path, seed: u64, segment_len: u64, run: &[(u64, u64)]) -> Result<(), StoreError> {
+    let mut bytes = Vec::with_capacity(FPS_HEADER_BYTES + run.len() * 16 + 4);
+    bytes.extend_from_slice(FPS_MAGIC);
+    for word in [seed, segment_len, run.len() as u64] {
+        bytes.extend_from_slice(&word.to_le_bytes());
+    }
+    for (fingerprint, position) in run {
+        bytes.extend_from_slice(&fingerprint.to_le_bytes());
+        bytes.extend_from_slice(&position.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    let temporary = path.with_extension("fps.tmp");
+    std::fs::write(&temporary, &bytes).map_err(io_err(&temporary))?;
+    std::fs::rename(&temporary, path).map_err(io_err(path))
+}
+
+/// A sealed segment without a fingerprint file, taken from the log so that the file can be
+/// written without it ([`SegmentLog::unfingerprinted`]).
+pub struct SealedSegment {
+    start: u64,
+    len: u64,
+    keys_path: PathBuf,
+    fps_path: PathBuf,
+}
+
+impl SealedSegment {
+    /// Computes and writes the segment's fingerprint file from its key file. Returns false
+    /// (and writes nothing) when the key file does not cover the segment: the next start-up
+    /// reads the records instead and writes the file then.
+    pub fn save_fingerprints(&self, seed: u64, fingerprint: &FingerprintOf<'_>) -> Result<bool, StoreError> {
+        let keys = std::fs::read(&self.keys_path).map_err(io_err(&self.keys_path))?;
+        let mut run = Vec::new();
+        let (mut at, mut covered) = (0, 0);
+        while covered < self.len {
+            let Some((entry, next)) = key_entry_at(&keys, at) else { break };
+            if entry.offset != covered || covered + entry.frame_len > self.len {
+                break;
+            }
+            run.push((fingerprint(entry.key)?, self.start + covered));
+            covered += entry.frame_len;
+            at = next;
+        }
+        if covered != self.len {
+            return Ok(false);
+        }
+        run.sort_unstable();
+        save_fingerprints(&self.fps_path, seed, self.len, &run)?;
+        Ok(true)
+    }
+}
+
+impl SegmentLog {
+    /// The sealed segments (all but the last) that have no fingerprint file yet.
+    pub fn unfingerprinted(&self) -> Vec<SealedSegment> {
+        let sealed = self.segments.len().saturating_sub(1);
+        self.segments[..sealed]
+            .iter()
+            .filter(|s| !s.fps_path.exists())
+            .map(|s| SealedSegment {
+                start: s.index * self.roll_bytes,
+                len: s.len,
+                keys_path: s.keys_path.clone(),
+                fps_path: s.fps_path.clone(),
+            })
+            .collect()
+    }
+
+    /// Every record of `[from, to)` as `(fingerprint, position)` pairs, one sorted run per
+    /// segment: a sealed segment's from its fingerprint file when that is valid for `seed`, the
+    /// others computed from the keys as [`Self::for_each_key`] visits them (and a sealed
+    /// segment's file written for the next start-up). Needs a flushed log.
+    pub fn fingerprint_runs(
+        &self,
+        from: u64,
+        to: u64,
+        seed: u64,
+        fingerprint: &FingerprintOf<'_>,
+    ) -> Result<FingerprintRuns, StoreError> {
+        assert!(self.pending.is_empty(), "flush before scanning");
+        let mut out = FingerprintRuns::default();
+        let sealed = self.segments.len().saturating_sub(1);
+        let mut position = from;
+        while position < to {
+            let index = position / self.roll_bytes;
+            let segment = &self.segments[index as usize];
+            let start = index * self.roll_bytes;
+            let end = (start + segment.len).min(to);
+            let is_sealed = (index as usize) < sealed && end == start + segment.len;
+            let mut run = match is_sealed.then(|| load_fingerprints(&segment.fps_path, seed, segment.len)).flatten() {
+                Some(run) => {
+                    out.loaded += 1;
+                    run
+                }
+                None => {
+                    // A sealed segment's file covers all of it, whatever `from` cuts off.
+                    let scan_from = if is_sealed { start } else { position.min(end) };
+                    let mut run = Vec::new();
+                    let short = self.for_each_key(scan_from, end, &mut |at, key| {
+                        run.push((fingerprint(key)?, at));
+                        Ok(())
+                    })?;
+                    out.short.extend(short);
+                    run.sort_unstable();
+                    if is_sealed && let Err(e) = save_fingerprints(&segment.fps_path, seed, segment.len, &run) {
+                        tracing::warn!(error = %e, "cannot write a fingerprint file; the next start-up computes it again");
+                    }
+                    run
+                }
+            };
+            if position > start {
+                run.retain(|(_, at)| *at >= position);
+            }
+            out.runs.push(run);
+            position = (index + 1) * self.roll_bytes;
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,6 +978,78 @@ mod tests {
 
     fn expected_keys(positions: &[u64], numbers: impl Iterator<Item = u32>) -> Vec<(u64, Vec<u8>)> {
         positions.iter().zip(numbers).map(|(p, i)| (*p, format!("record {i}").into_bytes())).collect()
+    }
+
+    /// A test fingerprint: the crc of the key's front up to the colon (a key file's key, or a
+    /// whole record where the key file fell short).
+    fn crc_fingerprint(key: &[u8]) -> Result<u64, StoreError> {
+        Ok(u64::from(crc32fast::hash(&key[..up_to_colon(key)])))
+    }
+
+    /// The runs `fingerprint_runs` must give: each segment's records from `from`, sorted.
+    fn expected_runs(log: &SegmentLog, from: u64) -> Vec<Vec<(u64, u64)>> {
+        let mut runs: Vec<Vec<(u64, u64)>> = Vec::new();
+        for (position, key) in keys(log, from).0 {
+            let segment = (position / log.roll_bytes - from / log.roll_bytes) as usize;
+            runs.resize_with(runs.len().max(segment + 1), Vec::new);
+            runs[segment].push((crc_fingerprint(&key).unwrap(), position));
+        }
+        runs.iter_mut().for_each(|run| run.sort_unstable());
+        runs
+    }
+
+    /// Goal: a sealed segment's fingerprint file gives the run its keys give, from any start;
+    /// a file that does not match (another seed, a flipped byte) is ignored and written again;
+    /// the last segment never has one; a truncate removes the files of the segments it cuts;
+    /// a checkpoint's writer (`SealedSegment::save_fingerprints`) writes the missing ones.
+    #[test]
+    fn fingerprint_files_stand_in_for_the_keys_of_sealed_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = SegmentLog::open(dir.path(), 256, up_to_colon).unwrap();
+        for i in 0..60 {
+            log.append(&record(i)).unwrap();
+        }
+        log.flush().unwrap();
+        let sealed = log.segments.len() - 1;
+        assert!(sealed >= 4, "small segments roll");
+        let runs = |log: &SegmentLog, from: u64, seed: u64| {
+            log.fingerprint_runs(from, log.len(), seed, &crc_fingerprint).unwrap()
+        };
+        let fps = |index: usize| dir.path().join(format!("{index:08}.fps"));
+
+        let first = runs(&log, 0, 9);
+        assert_eq!((first.runs.clone(), first.loaded, first.short), (expected_runs(&log, 0), 0, vec![]));
+        assert!((0..sealed).all(|i| fps(i).exists()) && !fps(sealed).exists(), "files for sealed segments only");
+        let again = runs(&log, 0, 9);
+        assert_eq!((again.runs, again.loaded), (first.runs, sealed));
+        // The second record of segment 1, and a cut in the middle of that segment.
+        let from_mid = log.scan(0).unwrap().into_iter().filter(|(p, _)| p / 256 == 1).nth(1).unwrap().0;
+        let mid = from_mid;
+        assert_eq!(runs(&log, from_mid, 9).runs, expected_runs(&log, from_mid), "a start inside a sealed segment");
+
+        assert_eq!(runs(&log, 0, 10).loaded, 0, "files of another seed are ignored");
+        assert_eq!(runs(&log, 0, 10).loaded, sealed, "and written again");
+        let mut damaged = std::fs::read(fps(2)).unwrap();
+        damaged[FPS_HEADER_BYTES + 3] ^= 1;
+        std::fs::write(fps(2), damaged).unwrap();
+        let checked = runs(&log, 0, 10);
+        assert_eq!((checked.runs, checked.loaded), (expected_runs(&log, 0), sealed - 1));
+
+        log.truncate(mid).unwrap();
+        assert!(fps(0).exists() && !fps(1).exists() && !fps(2).exists(), "the cut segment's file and later ones go");
+        for i in 60..90 {
+            log.append(&record(i)).unwrap();
+        }
+        log.flush().unwrap();
+        let sealed = log.segments.len() - 1;
+        let unfingerprinted = log.unfingerprinted();
+        assert_eq!(unfingerprinted.len(), sealed - 1, "all sealed segments but the first");
+        for segment in &unfingerprinted {
+            assert!(segment.save_fingerprints(10, &crc_fingerprint).unwrap());
+        }
+        assert!(log.unfingerprinted().is_empty());
+        let saved = runs(&log, 0, 10);
+        assert_eq!((saved.runs, saved.loaded), (expected_runs(&log, 0), sealed));
     }
 
     /// Goal: the rebuild reads keys from the key files, not the records: with every record's

@@ -61,6 +61,7 @@ use super::ledger_state::CheckpointCut;
 use super::ledger_state::Cut;
 use super::ledger_state::LedgerState;
 use super::ledger_state::Prepared;
+use super::ledger_state::Unfingerprinted;
 use super::off_the_workers;
 use super::snapshot;
 use crate::failpoint;
@@ -426,6 +427,8 @@ pub struct CheckpointBuilder {
     cuts: [Cut; 3],
     /// Files to fsync before the checkpoint may name their lengths.
     sync: Vec<(PathBuf, std::fs::File)>,
+    /// Fingerprint files to write after the checkpoint, for the next start-up.
+    fingerprints: Option<Unfingerprinted>,
     durable: Arc<Mutex<Option<Durable>>>,
     purge_ceiling: Arc<AtomicU64>,
 }
@@ -436,6 +439,7 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
         let dir = checkpoints_dir(&self.generation.dir);
         let cut = self.cut.take().expect("a builder builds once");
         let sync = std::mem::take(&mut self.sync);
+        let fingerprints = self.fingerprints.take();
         let write_dir = dir.clone();
         let started = std::time::Instant::now();
         let bytes = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
@@ -447,6 +451,15 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
             }
             checkpoint::write(&write_dir, index, &body, &mut checkpoint_failpoints)?;
             checkpoint::prune_keeping(&write_dir, CHECKPOINTS_KEPT)?;
+            // Derived data for the next start-up: a failure costs that start-up time, nothing
+            // else.
+            match fingerprints.map(Unfingerprinted::save) {
+                Some(Ok(0)) | None => {}
+                Some(Ok(files)) => tracing::info!(files, "fingerprint files written for sealed segments"),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot write fingerprint files; the next start-up computes them")
+                }
+            }
             Ok(body.len())
         })
         .await
@@ -522,7 +535,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
         self.snapshot_counter += 1;
         let generation = self.generation();
         let started = std::time::Instant::now();
-        let (cut, meta, cuts, sync) = off_the_workers(|| {
+        let (cut, meta, cuts, sync, fingerprints) = off_the_workers(|| {
             let state = generation.read();
             let applied = state.last_applied();
             let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -542,7 +555,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             // Taking handles cannot fail short of running out of file descriptors; the builder
             // then reports it.
             let sync = state.sync_handles().unwrap_or_else(|e| panic!("cannot take segment handles: {e}"));
-            (cut, meta, state.cuts(), sync)
+            (cut, meta, state.cuts(), sync, state.unfingerprinted())
         });
         self.since_checkpoint.store(0, Ordering::Relaxed);
         metrics::histogram!("ledger_checkpoint_cut_seconds").record(started.elapsed().as_secs_f64());
@@ -553,6 +566,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             meta,
             cuts,
             sync,
+            fingerprints: Some(fingerprints),
             durable: self.durable.clone(),
             purge_ceiling: self.purge_ceiling.clone(),
         }
