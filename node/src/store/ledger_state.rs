@@ -399,9 +399,7 @@ type HistoryPositions = ByAccount<Vec<u64>>;
 /// caller's check.
 fn sorted_history(
     accounts: &Accounts,
-    log: &SegmentLog,
-    base: u64,
-    seed: u64,
+    runs: segment::FingerprintRuns,
     fingerprint: &(dyn Fn(&[u8]) -> u64 + Sync),
 ) -> Result<Option<(HistoryPositions, Vec<u64>)>, StoreError> {
     let started = std::time::Instant::now();
@@ -411,7 +409,6 @@ fn sorted_history(
     if owners.windows(2).any(|pair| pair[0].0 == pair[1].0) {
         return Ok(None);
     }
-    let runs = log.fingerprint_runs(base, log.len(), seed, &|key| history_fingerprint(fingerprint, key))?;
     let read = started.elapsed();
     let orphan = |position: u64| StoreError::Corrupt {
         what: "history record",
@@ -443,11 +440,22 @@ fn sorted_history(
     tracing::info!(
         rows = history.values().map(Vec::len).sum::<usize>(),
         segments_from_fingerprint_files = runs.loaded,
-        read_ms = read.as_millis() as u64,
+        owners_ms = read.as_millis() as u64,
         split_ms = (started.elapsed() - read).as_millis() as u64,
         "history positions rebuilt"
     );
     Ok(Some((history, runs.short)))
+}
+
+/// The history log's fingerprint runs from `base`, for [`sorted_history`] (read on their own
+/// thread while the account table fills).
+fn history_runs(
+    log: &SegmentLog,
+    base: u64,
+    seed: u64,
+    fingerprint: &(dyn Fn(&[u8]) -> u64 + Sync),
+) -> Result<segment::FingerprintRuns, StoreError> {
+    log.fingerprint_runs(base, log.len(), seed, &|key| history_fingerprint(fingerprint, key))
 }
 
 /// A history row's fingerprint, from its key (or its record: the account id is the front of
@@ -735,18 +743,24 @@ impl LedgerState {
         // The id index is independent of the accounts and the history positions: one thread
         // for it, one for those (at 10 M transfers each takes seconds, mostly cache misses in
         // maps of millions of entries).
+        let fingerprints = FixedState::with_seed(seed);
+        let fingerprint = |key: &[u8]| fingerprints.hash_one(key);
         let (transfers_built, history_built, accounts_done) = std::thread::scope(|scope| {
             let transfers_thread = scope.spawn(|| {
                 let short = transfers.rebuild(transfer_log, bases[TRANSFERS], seed);
                 (short, started.elapsed())
             });
+            let runs_thread = scope.spawn(|| {
+                let runs = history_runs(history_log, bases[HISTORY], seed, &fingerprint);
+                (runs, started.elapsed())
+            });
             for account in accounts_in {
                 accounts.insert(account);
             }
             let accounts_done = started.elapsed();
-            let fingerprints = FixedState::with_seed(seed);
-            let fingerprint = |key: &[u8]| fingerprints.hash_one(key);
-            let short = match sorted_history(accounts, history_log, bases[HISTORY], seed, &fingerprint) {
+            let (runs, runs_done) = runs_thread.join().expect("the history runs' read does not panic");
+            tracing::info!(ms = runs_done.as_millis() as u64, "history fingerprint runs read");
+            let short = match runs.and_then(|runs| sorted_history(accounts, runs, &fingerprint)) {
                 Ok(Some((positions, short))) => {
                     *history = positions;
                     Ok(short)
@@ -1070,12 +1084,14 @@ mod tests {
         assert_eq!(applied.values().map(Vec::len).sum::<usize>(), (0..40u64).map(|i| i % 7).sum::<u64>() as usize);
         let log = &state.logs[HISTORY];
         let seeded = FixedState::with_seed(5);
-        let (sorted, short) = sorted_history(&state.accounts, log, 0, 5, &|key| seeded.hash_one(key)).unwrap().unwrap();
+        let runs = |log: &SegmentLog, seed| history_runs(log, 0, seed, &|key| seeded.hash_one(key)).unwrap();
+        let (sorted, short) =
+            sorted_history(&state.accounts, runs(log, 5), &|key| seeded.hash_one(key)).unwrap().unwrap();
         assert_eq!((sorted, short), (applied.clone(), vec![]));
         let mut by_lookup = ByAccount::default();
         history_by_lookup(&state.accounts, &mut by_lookup, log, 0).unwrap();
         assert_eq!(by_lookup, applied);
-        assert!(sorted_history(&state.accounts, log, 0, 7, &|_| 7).unwrap().is_none(), "every account collides");
+        assert!(sorted_history(&state.accounts, runs(log, 7), &|_| 7).unwrap().is_none(), "every account collides");
 
         // The same rows over many small segments: one run per segment, merged per account,
         // first computed (and saved), then from the fingerprint files.
@@ -1090,7 +1106,7 @@ mod tests {
         assert_eq!(small.unfingerprinted().len(), small.len() as usize / 512, "many sealed segments");
         for _ in 0..2 {
             let (sorted, _) =
-                sorted_history(&state.accounts, &small, 0, 5, &|key| seeded.hash_one(key)).unwrap().unwrap();
+                sorted_history(&state.accounts, runs(&small, 5), &|key| seeded.hash_one(key)).unwrap().unwrap();
             assert_eq!(sorted, by_lookup);
             assert!(small.unfingerprinted().is_empty(), "the rebuild wrote the sealed segments' files");
         }
@@ -1101,7 +1117,7 @@ mod tests {
             accounts.insert(account.clone());
         }
         accounts.insert(account("a6", 0));
-        let err = sorted_history(&accounts, log, 0, 5, &|key| seeded.hash_one(key)).unwrap_err();
+        let err = sorted_history(&accounts, runs(log, 5), &|key| seeded.hash_one(key)).unwrap_err();
         assert!(err.to_string().contains("has none in the checkpoint"), "{err}");
         let err = history_by_lookup(&accounts, &mut by_lookup, log, 0).unwrap_err();
         assert!(err.to_string().contains("has none in the checkpoint"), "{err}");
