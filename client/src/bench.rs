@@ -110,6 +110,8 @@ pub struct TimelinePoint {
     /// Transfers newly committed by answers received in the interval.
     pub transfers: u64,
     pub transfers_per_s: f64,
+    /// The slowest answer received in the interval (ms): where a stall falls in the run.
+    pub max_latency_ms: f64,
 }
 
 /// One read RPC's figures.
@@ -256,30 +258,38 @@ pub async fn open_accounts(client: &LedgerClient, config: &BenchConfig) -> Resul
 struct CommitTimeline {
     interval: Duration,
     counts: Vec<u64>,
+    /// The slowest answer per bucket, in microseconds.
+    max_us: Vec<u64>,
 }
 
 impl CommitTimeline {
     fn new(interval: Duration) -> CommitTimeline {
         assert!(!interval.is_zero(), "a timeline needs a positive interval");
-        CommitTimeline { interval, counts: Vec::new() }
+        CommitTimeline { interval, counts: Vec::new(), max_us: Vec::new() }
     }
 
-    /// Counts `n` commits answered `elapsed` after the start.
-    fn add(&mut self, elapsed: Duration, n: u64) {
+    /// Counts `n` commits answered `elapsed` after the start, `latency_us` after it was due.
+    fn add(&mut self, elapsed: Duration, n: u64, latency_us: u64) {
         let bucket = (elapsed.as_nanos() / self.interval.as_nanos()) as usize;
         if self.counts.len() <= bucket {
             self.counts.resize(bucket + 1, 0);
+            self.max_us.resize(bucket + 1, 0);
         }
         self.counts[bucket] += n;
+        self.max_us[bucket] = self.max_us[bucket].max(latency_us);
     }
 
     fn merge(&mut self, other: &CommitTimeline) {
         assert_eq!(self.interval, other.interval);
         if self.counts.len() < other.counts.len() {
             self.counts.resize(other.counts.len(), 0);
+            self.max_us.resize(other.counts.len(), 0);
         }
         for (mine, theirs) in self.counts.iter_mut().zip(&other.counts) {
             *mine += theirs;
+        }
+        for (mine, theirs) in self.max_us.iter_mut().zip(&other.max_us) {
+            *mine = (*mine).max(*theirs);
         }
     }
 
@@ -291,19 +301,25 @@ impl CommitTimeline {
         let elapsed_s = elapsed.as_secs_f64();
         let n_points = ((elapsed.as_nanos().div_ceil(self.interval.as_nanos())) as usize).max(1);
         let mut counts = self.counts.clone();
+        let mut max_us = self.max_us.clone();
         if counts.len() > n_points {
             let beyond: u64 = counts.drain(n_points..).sum();
             counts[n_points - 1] += beyond;
+            let beyond = max_us.drain(n_points..).max().unwrap_or(0);
+            max_us[n_points - 1] = max_us[n_points - 1].max(beyond);
         }
         counts.resize(n_points, 0);
+        max_us.resize(n_points, 0);
         let points: Vec<TimelinePoint> = counts
             .iter()
             .enumerate()
-            .map(|(i, transfers)| {
+            .zip(&max_us)
+            .map(|((i, transfers), max_us)| {
                 let t_s = i as f64 * interval_s;
                 let duration_s = (elapsed_s - t_s).clamp(0.0, interval_s);
                 let transfers_per_s = if duration_s > 0.0 { *transfers as f64 / duration_s } else { 0.0 };
-                TimelinePoint { t_s, duration_s, transfers: *transfers, transfers_per_s }
+                let max_latency_ms = *max_us as f64 / 1000.0;
+                TimelinePoint { t_s, duration_s, transfers: *transfers, transfers_per_s, max_latency_ms }
             })
             .collect();
         debug_assert_eq!(points.iter().map(|p| p.transfers).sum::<u64>(), self.counts.iter().sum::<u64>());
@@ -437,12 +453,13 @@ async fn worker(
         stats.requests += 1;
         match result {
             Ok(response) => {
-                stats.latencies_us.push(scheduled.elapsed().as_micros() as u64);
+                let latency_us = scheduled.elapsed().as_micros() as u64;
+                stats.latencies_us.push(latency_us);
                 let committed = stats.tally(&response.results);
                 shared.committed.fetch_add(committed, Ordering::Relaxed);
                 shared.answered[worker].store(n, Ordering::Relaxed);
                 if let Some(timeline) = &mut stats.timeline {
-                    timeline.add(started.elapsed(), committed);
+                    timeline.add(started.elapsed(), committed, latency_us);
                 }
             }
             Err(e) => {
@@ -694,32 +711,39 @@ mod tests {
     }
 
     /// Goal (issue 10, sustained run): each commit lands in the interval its answer arrived in,
-    /// the workers' timelines add up, and the last, partial interval is cut at the end of the
-    /// run (its rate over its own length, not a whole interval's). Method: two workers' commits
+    /// the workers' timelines add up (each interval's slowest answer is the slower worker's),
+    /// and the last, partial interval is cut at the end of the run (its rate over its own
+    /// length, not a whole interval's). Method: two workers' commits
     /// at chosen instants of a 2.5 s run in 1 s intervals.
     #[test]
     fn commits_are_bucketed_by_interval_and_the_last_one_is_partial() {
         let ms = Duration::from_millis;
         let mut a = CommitTimeline::new(ms(1000));
-        a.add(ms(0), 100);
-        a.add(ms(999), 100);
-        a.add(ms(1000), 50);
+        a.add(ms(0), 100, 4_000);
+        a.add(ms(999), 100, 9_000);
+        a.add(ms(1000), 50, 2_000);
         let mut b = CommitTimeline::new(ms(1000));
-        b.add(ms(2400), 30);
+        b.add(ms(1500), 0, 70_000);
+        b.add(ms(2400), 30, 1_500);
         a.merge(&b);
         let points = a.points(ms(2500));
-        let summary: Vec<(f64, f64, u64, f64)> =
-            points.iter().map(|p| (p.t_s, p.duration_s, p.transfers, p.transfers_per_s)).collect();
-        assert_eq!(summary, vec![(0.0, 1.0, 200, 200.0), (1.0, 1.0, 50, 50.0), (2.0, 0.5, 30, 60.0)]);
+        let summary: Vec<(f64, f64, u64, f64, f64)> =
+            points.iter().map(|p| (p.t_s, p.duration_s, p.transfers, p.transfers_per_s, p.max_latency_ms)).collect();
+        assert_eq!(
+            summary,
+            vec![(0.0, 1.0, 200, 200.0, 9.0), (1.0, 1.0, 50, 50.0, 70.0), (2.0, 0.5, 30, 60.0, 1.5)],
+            "each interval's slowest answer, from either worker"
+        );
         assert_eq!(last_vs_first(&points, ms(1000)), Some(0.25), "the partial last interval is left out");
 
         // A commit answered as the run ended (bucket 3 of a 3 s run) is folded into the last
         // point; an idle interval still has its point.
         let mut c = CommitTimeline::new(ms(1000));
-        c.add(ms(10), 7);
-        c.add(ms(3000), 1);
+        c.add(ms(10), 7, 1_000);
+        c.add(ms(3000), 1, 5_000);
         let points = c.points(ms(3000));
         assert_eq!(points.iter().map(|p| p.transfers).collect::<Vec<_>>(), vec![7, 0, 1]);
+        assert_eq!(points.iter().map(|p| p.max_latency_ms).collect::<Vec<_>>(), vec![1.0, 0.0, 5.0]);
         assert_eq!(last_vs_first(&points, ms(1000)), Some(1.0 / 7.0));
         assert_eq!(last_vs_first(&points[..1], ms(1000)), None, "one full interval compares with nothing");
         assert_eq!(CommitTimeline::new(ms(1000)).points(ms(0)).len(), 1);

@@ -24,7 +24,6 @@ use std::collections::BTreeSet;
 use std::collections::HashMap;
 use std::collections::hash_map;
 use std::hash::BuildHasher;
-use std::hash::BuildHasherDefault;
 use std::hash::Hasher;
 use std::path::Path;
 use std::sync::Arc;
@@ -242,21 +241,38 @@ impl Accounts {
     }
 }
 
-/// A hasher for keys that already are hashes.
+/// A hasher for keys that already are hashes: the key rotated left by `rotate` bits.
 #[derive(Default)]
-struct Prehashed(u64);
+struct Prehashed {
+    value: u64,
+    rotate: u32,
+}
 
 impl Hasher for Prehashed {
     fn finish(&self) -> u64 {
-        self.0
+        self.value
     }
     fn write(&mut self, bytes: &[u8]) {
         for byte in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+            self.value = self.value.rotate_left(8) ^ u64::from(*byte);
         }
     }
     fn write_u64(&mut self, n: u64) {
-        self.0 = n;
+        self.value = n.rotate_left(self.rotate);
+    }
+}
+
+/// Builds [`Prehashed`] hashers that rotate a fingerprint left by this many bits: a table's
+/// first probe (the hash's low bits) then comes from the fingerprint's top bits, so
+/// fingerprints inserted in ascending order into a table of `2^bits` buckets fill it front to
+/// back. Any rotation is as good a hash as the fingerprint itself.
+#[derive(Clone, Copy, Default)]
+struct TopBitsFirst(u32);
+
+impl BuildHasher for TopBitsFirst {
+    type Hasher = Prehashed;
+    fn build_hasher(&self) -> Prehashed {
+        Prehashed { value: 0, rotate: self.0 }
     }
 }
 
@@ -267,7 +283,7 @@ impl Hasher for Prehashed {
 /// id goes to `collided`, keyed by the id itself.
 struct TransferIndex<S = FixedState> {
     keys: S,
-    by_fingerprint: HashMap<u64, u64, BuildHasherDefault<Prehashed>>,
+    by_fingerprint: HashMap<u64, u64, TopBitsFirst>,
     collided: HashMap<TransferId, u64>,
 }
 
@@ -312,25 +328,24 @@ impl<S: BuildHasher + Sync> TransferIndex<S> {
     ///
     /// One map insert per record, in log order, was most of a 10 M-transfer start-up: each a
     /// cache miss in a table of hundreds of megabytes, which also grew by rehashing. Instead
-    /// the `(fingerprint, position)` pairs are collected, sorted by the bucket a fingerprint
-    /// falls in (its low bits: the table's first probe), then position, and inserted into a
-    /// table sized once, so the inserts sweep the table in order. Pairs sharing a fingerprint
-    /// (versions of one transfer, or two ids colliding) are settled by the ids stored at
-    /// their positions, as `insert` does.
+    /// the segments' runs, each sorted by `(fingerprint, position)`, are merged (a stable sort
+    /// finds the runs and merges them) and inserted in that order into a table sized once whose
+    /// first probe is the fingerprint's top bits ([`TopBitsFirst`]), so the inserts sweep the
+    /// table front to back. Pairs sharing a fingerprint (versions of one transfer, or two ids
+    /// colliding) are settled by the ids stored at their positions, as `insert` does.
     fn rebuild(&mut self, log: &SegmentLog, base: u64, seed: u64) -> Result<Vec<u64>, StoreError> {
         self.clear();
         let started = std::time::Instant::now();
         let runs = log.fingerprint_runs(base, log.len(), seed, &|key| self.fingerprint_of_key(key))?;
         let (short, loaded) = (runs.short, runs.loaded);
         let mut pairs: Vec<(u64, u64)> = runs.runs.concat();
+        let read = started.elapsed();
+        pairs.sort();
+        let sorted = started.elapsed();
         // The bucket count std's map (hashbrown) takes for this many entries: the next power of
         // two of 8/7 of them. Were it another, the order would still sweep the table in runs.
         let buckets = (pairs.len().max(8) * 8 / 7).next_power_of_two() as u64;
-        let bucket_bits = buckets.trailing_zeros();
-        let read = started.elapsed();
-        pairs.sort_unstable_by_key(|(fingerprint, position)| (fingerprint.rotate_right(bucket_bits), *position));
-        let sorted = started.elapsed();
-        self.by_fingerprint.reserve(pairs.len());
+        self.by_fingerprint = HashMap::with_capacity_and_hasher(pairs.len(), TopBitsFirst(buckets.trailing_zeros()));
         let mut rest = pairs.as_slice();
         while let Some(((fingerprint, position), _)) = rest.split_first() {
             // Counted, not binary-searched: runs are short and the slice is long.
@@ -403,8 +418,17 @@ fn sorted_history(
     fingerprint: &(dyn Fn(&[u8]) -> u64 + Sync),
 ) -> Result<Option<(HistoryPositions, Vec<u64>)>, StoreError> {
     let started = std::time::Instant::now();
-    let mut owners: Vec<(u64, &Account)> =
-        accounts.values().filter(|a| a.history_len > 0).map(|a| (fingerprint(&codec::encode(&a.id)), a)).collect();
+    let mut key = Vec::new();
+    let mut owners: Vec<(u64, &Account)> = accounts
+        .values()
+        .filter(|a| a.history_len > 0)
+        .map(|a| {
+            // The id's encoding, as a history record starts with it (without a Vec per account).
+            key.clear();
+            codec::encode_onto(&a.id, &mut key);
+            (fingerprint(&key), a)
+        })
+        .collect();
     owners.sort_unstable_by_key(|(fp, _)| *fp);
     if owners.windows(2).any(|pair| pair[0].0 == pair[1].0) {
         return Ok(None);
@@ -1020,6 +1044,7 @@ impl LedgerRead for LedgerState {
 #[cfg(test)]
 mod tests {
     use ledger_core::transfer::NewTransfer;
+    use std::hash::BuildHasherDefault;
 
     use super::*;
 
