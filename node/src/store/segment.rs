@@ -334,6 +334,11 @@ impl SegmentLog {
         let mut indexes = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let path = entry.map_err(io_err(dir))?.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                // A fingerprint file a crash left half-written.
+                std::fs::remove_file(&path).map_err(io_err(&path))?;
+                continue;
+            }
             let index = path
                 .file_name()
                 .and_then(|n| n.to_str())
@@ -1001,7 +1006,8 @@ mod tests {
     /// Goal: a sealed segment's fingerprint file gives the run its keys give, from any start;
     /// a file that does not match (another seed, a flipped byte) is ignored and written again;
     /// the last segment never has one; a truncate removes the files of the segments it cuts;
-    /// a checkpoint's writer (`SealedSegment::save_fingerprints`) writes the missing ones.
+    /// a checkpoint's writer (`SealedSegment::save_fingerprints`) writes the missing ones; a
+    /// temporary file a crash left behind is removed at the next open.
     #[test]
     fn fingerprint_files_stand_in_for_the_keys_of_sealed_segments() {
         let dir = tempfile::tempdir().unwrap();
@@ -1050,6 +1056,14 @@ mod tests {
         assert!(log.unfingerprinted().is_empty());
         let saved = runs(&log, 0, 10);
         assert_eq!((saved.runs, saved.loaded), (expected_runs(&log, 0), sealed));
+
+        // A file a crash left half-written is removed at the next open.
+        let leftover = dir.path().join("00000001.fps.tmp");
+        std::fs::write(&leftover, b"LFP1").unwrap();
+        drop(log);
+        let log = SegmentLog::open(dir.path(), 256, up_to_colon).unwrap();
+        assert!(!leftover.exists());
+        assert_eq!(runs(&log, 0, 10).loaded, sealed);
     }
 
     /// Goal: the rebuild reads keys from the key files, not the records: with every record's
