@@ -724,6 +724,16 @@ pub struct FingerprintRuns {
     pub loaded: usize,
 }
 
+/// Names the record's position in a corruption the fingerprint function found in it.
+fn at_position(position: u64) -> impl FnOnce(StoreError) -> StoreError {
+    move |e| match e {
+        StoreError::Corrupt { what, detail } => {
+            StoreError::Corrupt { what, detail: format!("at {position}: {detail}") }
+        }
+        other => other,
+    }
+}
+
 fn remove_fingerprints(path: &Path) -> Result<(), StoreError> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io_err(path)(e)),
@@ -799,7 +809,7 @@ impl SealedSegment {
             if entry.offset != covered || covered + entry.frame_len > self.len {
                 break;
             }
-            run.push((fingerprint(entry.key)?, self.start + covered));
+            run.push((fingerprint(entry.key).map_err(at_position(self.start + covered))?, self.start + covered));
             covered += entry.frame_len;
             at = next;
         }
@@ -859,7 +869,7 @@ impl SegmentLog {
                     let scan_from = if is_sealed { start } else { position.min(end) };
                     let mut run = Vec::new();
                     let short = self.for_each_key(scan_from, end, &mut |at, key| {
-                        run.push((fingerprint(key)?, at));
+                        run.push((fingerprint(key).map_err(at_position(at))?, at));
                         Ok(())
                     })?;
                     out.short.extend(short);
@@ -1064,6 +1074,15 @@ mod tests {
         let log = SegmentLog::open(dir.path(), 256, up_to_colon).unwrap();
         assert!(!leftover.exists());
         assert_eq!(runs(&log, 0, 10).loaded, sealed);
+
+        // A key the fingerprint function rejects is reported with its record's position.
+        let rejecting = |key: &[u8]| match key.starts_with(b"record 8") {
+            true => Err(StoreError::Corrupt { what: "test record", detail: "rejected key".into() }),
+            false => crc_fingerprint(key),
+        };
+        let first_rejected = log.scan(0).unwrap().into_iter().find(|(_, r)| r.starts_with(b"record 8")).unwrap().0;
+        let err = log.fingerprint_runs(0, log.len(), 11, &rejecting).unwrap_err();
+        assert!(err.to_string().contains(&format!("at {first_rejected}: rejected key")), "{err}");
     }
 
     /// Goal: the rebuild reads keys from the key files, not the records: with every record's
