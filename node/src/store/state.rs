@@ -172,7 +172,8 @@ struct Durable {
 pub struct Startup {
     /// `last_applied` of the checkpoint the node started from (0: none).
     pub checkpoint_index: u64,
-    /// The commit index persisted before the restart.
+    /// The commit index known at start-up: the one the log persisted (lazily, so it may lag)
+    /// or the checkpoint's, whichever is higher (a checkpoint holds only committed entries).
     pub committed_at_start: u64,
     /// Entries applied so far at or below `committed_at_start` (the re-applied log).
     pub reapplied: AtomicU64,
@@ -271,7 +272,11 @@ impl LedgerStateMachine {
             durable: Arc::new(Mutex::new(durable)),
             purge_ceiling,
             snapshot_counter: 0,
-            startup: Arc::new(Startup { checkpoint_index, committed_at_start, reapplied: AtomicU64::new(0) }),
+            startup: Arc::new(Startup {
+                checkpoint_index,
+                committed_at_start: committed_at_start.max(checkpoint_index),
+                reapplied: AtomicU64::new(0),
+            }),
         })
     }
 
