@@ -141,15 +141,9 @@ impl Segment {
     /// How far the key entries chain from offset 0 without passing `limit`: (key-file bytes,
     /// segment offset) of the end of the last entry that counts.
     fn keys_cover(keys: &[u8], limit: u64) -> (usize, u64) {
-        let (mut at, mut covered) = (0, 0);
-        while let Some((entry, next)) = key_entry_at(keys, at) {
-            if entry.offset != covered || covered + entry.frame_len > limit {
-                break;
-            }
-            covered += entry.frame_len;
-            at = next;
-        }
-        (at, covered)
+        let mut chain = ChainedKeys::new(keys, limit);
+        chain.by_ref().for_each(drop);
+        (chain.at, chain.covered)
     }
 
     /// Replaces the key file's bytes from `at` with `tail`.
@@ -248,6 +242,38 @@ fn key_entry_at(keys: &[u8], at: usize) -> Option<(KeyEntry<'_>, usize)> {
     let offset = u64::from(u32::from_le_bytes(body[0..4].try_into().expect("4 bytes")));
     let len = u64::from(u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")));
     Some((KeyEntry { offset, frame_len: FRAME_HEADER_BYTES + len, key: &body[9..] }, end))
+}
+
+/// The entries of a key file that chain from segment offset 0, each starting where the one
+/// before ended and none passing `limit`, as `(offset, key)`: the walk stops at the first torn,
+/// damaged or out-of-chain entry. `covered` is the segment offset the entries reached so far
+/// and `at` the key-file bytes they took.
+struct ChainedKeys<'a> {
+    keys: &'a [u8],
+    limit: u64,
+    at: usize,
+    covered: u64,
+}
+
+impl<'a> ChainedKeys<'a> {
+    fn new(keys: &'a [u8], limit: u64) -> Self {
+        ChainedKeys { keys, limit, at: 0, covered: 0 }
+    }
+}
+
+impl<'a> Iterator for ChainedKeys<'a> {
+    type Item = (u64, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (entry, next) = key_entry_at(self.keys, self.at)?;
+        if entry.offset != self.covered || self.covered + entry.frame_len > self.limit {
+            return None;
+        }
+        let offset = self.covered;
+        self.covered += entry.frame_len;
+        self.at = next;
+        Some((offset, entry.key))
+    }
 }
 
 /// `Read` over a file from an offset, with `pread` (never moves a shared file offset).
@@ -551,18 +577,14 @@ impl SegmentLog {
             let mut offset = position - start;
             if offset < end {
                 let keys = segment.read_keys()?;
-                let (mut at, mut covered) = (0, 0);
-                while covered < end {
-                    let Some((entry, next)) = key_entry_at(&keys, at) else { break };
-                    if entry.offset != covered || covered + entry.frame_len > segment.len {
-                        break;
+                let mut chain = ChainedKeys::new(&keys, segment.len);
+                while chain.covered < end {
+                    let Some((at, key)) = chain.next() else { break };
+                    if at >= offset {
+                        each(start + at, key)?;
                     }
-                    if covered >= offset {
-                        each(start + covered, entry.key)?;
-                    }
-                    covered += entry.frame_len;
-                    at = next;
                 }
+                let covered = chain.covered;
                 offset = offset.max(covered);
                 if offset < end {
                     self.scan_segment(segment, offset, end, each)?;
@@ -803,17 +825,12 @@ impl SealedSegment {
     pub fn save_fingerprints(&self, seed: u64, fingerprint: &FingerprintOf<'_>) -> Result<bool, StoreError> {
         let keys = std::fs::read(&self.keys_path).map_err(io_err(&self.keys_path))?;
         let mut run = Vec::new();
-        let (mut at, mut covered) = (0, 0);
-        while covered < self.len {
-            let Some((entry, next)) = key_entry_at(&keys, at) else { break };
-            if entry.offset != covered || covered + entry.frame_len > self.len {
-                break;
-            }
-            run.push((fingerprint(entry.key).map_err(at_position(self.start + covered))?, self.start + covered));
-            covered += entry.frame_len;
-            at = next;
+        let mut chain = ChainedKeys::new(&keys, self.len);
+        for (at, key) in chain.by_ref() {
+            let position = self.start + at;
+            run.push((fingerprint(key).map_err(at_position(position))?, position));
         }
-        if covered != self.len {
+        if chain.covered != self.len {
             return Ok(false);
         }
         run.sort_unstable();
