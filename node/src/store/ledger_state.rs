@@ -121,17 +121,12 @@ impl CheckpointCut {
         &self.snapshot_id
     }
 
-    /// The checkpoint body (O(accounts): call it off the apply path). Sized up front and
-    /// encoded in chunks: byte-at-a-time growth of a 100 MB buffer took seconds.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::with_capacity(ACCOUNT_BYTES_GUESS * self.accounts.len + 64 * 1024);
-        codec::encode_to(self, &mut |chunk| body.extend_from_slice(chunk));
-        body
+    /// Hands the checkpoint body to `sink` in chunks, in order (O(accounts): call it off the
+    /// apply path; [`super::checkpoint::write_streamed`] writes them to the file as they come).
+    pub fn encode_to(&self, sink: &mut dyn FnMut(&[u8])) {
+        codec::encode_to(self, sink);
     }
 }
-
-/// About what one account takes in a checkpoint (100 bytes measured with short ids).
-const ACCOUNT_BYTES_GUESS: usize = 128;
 
 /// The account shards of a cut, encoded as one sequence of accounts.
 struct AccountsCut {

@@ -447,14 +447,18 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
         let fingerprints = self.fingerprints.take();
         let write_dir = dir.clone();
         let started = std::time::Instant::now();
-        let bytes = tokio::task::spawn_blocking(move || -> Result<usize, StoreError> {
-            let body = cut.encode();
-            drop(cut);
-            metrics::histogram!("ledger_checkpoint_encode_seconds").record(started.elapsed().as_secs_f64());
+        let bytes = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+            // The segment bytes the cut names are durable before a checkpoint names them.
             for (path, file) in &sync {
                 file.sync_all().map_err(io_err(path))?;
             }
-            checkpoint::write(&write_dir, index, &body, &mut checkpoint_failpoints)?;
+            let bytes = checkpoint::write_streamed(
+                &write_dir,
+                index,
+                &mut |sink| cut.encode_to(sink),
+                &mut checkpoint_failpoints,
+            )?;
+            drop(cut);
             checkpoint::prune_keeping(&write_dir, CHECKPOINTS_KEPT)?;
             // Derived data for the next start-up: a failure costs that start-up time, nothing
             // else.
@@ -465,7 +469,7 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
                     tracing::warn!(error = %e, "cannot write fingerprint files; the next start-up computes them")
                 }
             }
-            Ok(body.len())
+            Ok(bytes)
         })
         .await
         .expect("checkpoint task does not panic")
@@ -614,8 +618,13 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             body.cuts = cuts;
             let state = LedgerState::open(&load_dir, Some(body))?;
             failpoint::crash_if_armed(failpoint::SNAPSHOT_INSTALL_CRASH_BEFORE_CHECKPOINT);
-            let own = state.checkpoint_cut(snapshot_id.clone()).encode();
-            checkpoint::write(&checkpoints_dir(&load_dir), index, &own, &mut |_| Ok(()))?;
+            let own = state.checkpoint_cut(snapshot_id.clone());
+            checkpoint::write_streamed(
+                &checkpoints_dir(&load_dir),
+                index,
+                &mut |sink| own.encode_to(sink),
+                &mut |_| Ok(()),
+            )?;
             failpoint::crash_if_armed(failpoint::SNAPSHOT_INSTALL_CRASH_AFTER_CHECKPOINT);
             Ok((state, cuts))
         })
