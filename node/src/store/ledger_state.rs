@@ -138,8 +138,8 @@ impl Serialize for AccountsCut {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.len))?;
-        for account in self.shards.iter().flat_map(|shard| shard.iter()) {
-            seq.serialize_element(&**account)?;
+        for held in self.shards.iter().flat_map(|shard| shard.iter()) {
+            seq.serialize_element(&*held.account)?;
         }
         seq.end()
     }
@@ -154,14 +154,21 @@ pub fn decode_checkpoint(bytes: &[u8]) -> Result<CheckpointIn, StoreError> {
     Ok(body)
 }
 
-/// Maps keyed by account id hash with foldhash (randomly seeded per process): SipHash was a
-/// tenth of the apply's time at four lookups per transfer.
-type ByAccount<V> = HashMap<AccountId, V, foldhash::quality::RandomState>;
-
 /// One shard of accounts: a table of shared accounts found by their own id (no second copy of
-/// the id as a key). An entry is a pointer: the table's empty slots cost 8 bytes, not an
-/// account, and copying the shard for a cut copies pointers.
-type Shard = hashbrown::HashTable<Arc<Account>>;
+/// the id as a key). An entry is a pointer and a number: the table's empty slots cost 16 bytes,
+/// not an account, and copying the shard for a cut copies pointers.
+type Shard = hashbrown::HashTable<Held>;
+
+/// An account in the table, and its slot: the number of its history row positions in
+/// [`LedgerState`]'s `history`. Slots are given in order of arrival and never reused (accounts
+/// are never removed but by a reset, which starts a new table): the apply finds an account's
+/// positions through the lookup it does anyway, not through a second map keyed by its id (two
+/// more cache-missing lookups per transfer at a million accounts).
+#[derive(Clone)]
+struct Held {
+    account: Arc<Account>,
+    slot: u32,
+}
 
 /// Account shards: enough that copying one is a small step, few enough that a cut is cheap.
 const ACCOUNT_SHARDS: usize = 256;
@@ -197,28 +204,40 @@ impl Accounts {
         ((hash >> 32) % ACCOUNT_SHARDS as u64) as usize
     }
 
-    fn get(&self, id: &AccountId) -> Option<&Account> {
+    fn held(&self, id: &AccountId) -> Option<&Held> {
         let hash = self.hash(id);
-        self.shards[Self::shard(hash)].find(hash, |a| a.id == *id).map(|a| &**a)
+        self.shards[Self::shard(hash)].find(hash, |h| h.account.id == *id)
     }
 
-    fn contains(&self, id: &AccountId) -> bool {
-        self.get(id).is_some()
+    fn get(&self, id: &AccountId) -> Option<&Account> {
+        self.held(id).map(|h| &*h.account)
     }
 
-    fn insert(&mut self, account: Account) {
+    /// The account's slot (see [`Held`]).
+    fn slot(&self, id: &AccountId) -> Option<u32> {
+        self.held(id).map(|h| h.slot)
+    }
+
+    /// Writes `account` over the one with its id, or adds it in the next slot; returns its slot.
+    fn insert(&mut self, account: Account) -> u32 {
         let hash = self.hash(&account.id);
         let hasher = &self.hasher;
         let shard = Arc::make_mut(&mut self.shards[Self::shard(hash)]);
-        match shard.entry(hash, |a| a.id == account.id, |a| hasher.hash_one(&a.id)) {
+        match shard.entry(hash, |h| h.account.id == account.id, |h| hasher.hash_one(&h.account.id)) {
             // In place unless a cut shares it: most writes allocate nothing.
-            hashbrown::hash_table::Entry::Occupied(mut slot) => match Arc::get_mut(slot.get_mut()) {
-                Some(held) => *held = account,
-                None => *slot.get_mut() = Arc::new(account),
-            },
-            hashbrown::hash_table::Entry::Vacant(slot) => {
-                slot.insert(Arc::new(account));
+            hashbrown::hash_table::Entry::Occupied(mut entry) => {
+                let held = entry.get_mut();
+                match Arc::get_mut(&mut held.account) {
+                    Some(shared_with_nobody) => *shared_with_nobody = account,
+                    None => held.account = Arc::new(account),
+                }
+                held.slot
+            }
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                let slot = u32::try_from(self.len).expect("fewer than 2^32 accounts");
+                entry.insert(Held { account: Arc::new(account), slot });
                 self.len += 1;
+                slot
             }
         }
     }
@@ -228,7 +247,11 @@ impl Accounts {
     }
 
     fn values(&self) -> impl Iterator<Item = &Account> {
-        self.shards.iter().flat_map(|shard| shard.iter().map(|a| &**a))
+        self.all().map(|h| &*h.account)
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Held> {
+        self.shards.iter().flat_map(|shard| shard.iter())
     }
 
     fn cut(&self) -> AccountsCut {
@@ -397,8 +420,8 @@ impl<S: BuildHasher + Sync> TransferIndex<S> {
     }
 }
 
-/// Account → positions of its history rows (row `i` at `[i - 1]`).
-type HistoryPositions = ByAccount<Vec<u64>>;
+/// Positions of each account's history rows, by the account's slot (row `i` at `[i - 1]`).
+type HistoryPositions = Vec<Vec<u64>>;
 
 /// Each account's history row positions, from the history log's fingerprint runs from `base`
 /// (see [`SegmentLog::fingerprint_runs`]), without a map lookup per row (20 M rows took 18-20 s
@@ -416,14 +439,14 @@ fn sorted_history(
 ) -> Result<Option<(HistoryPositions, Vec<u64>)>, StoreError> {
     let started = std::time::Instant::now();
     let mut key = Vec::new();
-    let mut owners: Vec<(u64, &Account)> = accounts
-        .values()
-        .filter(|a| a.history_len > 0)
-        .map(|a| {
+    let mut owners: Vec<(u64, &Held)> = accounts
+        .all()
+        .filter(|h| h.account.history_len > 0)
+        .map(|h| {
             // The id's encoding, as a history record starts with it (without a Vec per account).
             key.clear();
-            codec::encode_onto(&a.id, &mut key);
-            (fingerprint(&key), a)
+            codec::encode_onto(&h.account.id, &mut key);
+            (fingerprint(&key), h)
         })
         .collect();
     owners.sort_unstable_by_key(|(fp, _)| *fp);
@@ -435,10 +458,10 @@ fn sorted_history(
         what: "history record",
         detail: format!("at {position}: a row of an account that has none in the checkpoint"),
     };
-    let mut history = ByAccount::with_capacity_and_hasher(owners.len(), Default::default());
+    let mut history = vec![Vec::new(); accounts.len()];
     let mut next = vec![0; runs.runs.len()];
-    for (fp, account) in owners {
-        let mut positions = Vec::with_capacity(account.history_len as usize);
+    for (fp, held) in owners {
+        let mut positions = Vec::with_capacity(held.account.history_len as usize);
         for (run, next) in runs.runs.iter().zip(&mut next) {
             if let Some((row_fp, position)) = run.get(*next)
                 && *row_fp < fp
@@ -451,7 +474,7 @@ fn sorted_history(
             positions.extend(run[*next..*next + taken].iter().map(|(_, p)| *p));
             *next += taken;
         }
-        history.insert(account.id.clone(), positions);
+        history[held.slot as usize] = positions;
     }
     for (run, next) in runs.runs.iter().zip(&next) {
         if let Some((_, position)) = run.get(*next) {
@@ -459,7 +482,7 @@ fn sorted_history(
         }
     }
     tracing::info!(
-        rows = history.values().map(Vec::len).sum::<usize>(),
+        rows = history.iter().map(Vec::len).sum::<usize>(),
         segments_from_fingerprint_files = runs.loaded,
         owners_ms = read.as_millis() as u64,
         split_ms = (started.elapsed() - read).as_millis() as u64,
@@ -494,24 +517,24 @@ fn history_fingerprint(fingerprint: &(dyn Fn(&[u8]) -> u64 + Sync), key: &[u8]) 
 /// checkpoint, so the count is exact, and checked by the caller).
 fn history_by_lookup(
     accounts: &Accounts,
-    history: &mut ByAccount<Vec<u64>>,
+    history: &mut HistoryPositions,
     log: &SegmentLog,
     base: u64,
 ) -> Result<Vec<u64>, StoreError> {
-    history.clear();
-    for account in accounts.values().filter(|a| a.history_len > 0) {
-        history.insert(account.id.clone(), Vec::with_capacity(account.history_len as usize));
+    *history = vec![Vec::new(); accounts.len()];
+    for held in accounts.all() {
+        history[held.slot as usize].reserve_exact(held.account.history_len as usize);
     }
     log.for_each_key(base, log.len(), &mut |position, bytes| {
         let account: AccountId = codec::decode_prefix(bytes)
             .map_err(|e| StoreError::Corrupt { what: "history record", detail: format!("at {position}: {e}") })?;
-        let Some(rows) = history.get_mut(&account) else {
+        let Some(held) = accounts.held(&account).filter(|h| h.account.history_len > 0) else {
             return Err(StoreError::Corrupt {
                 what: "history record",
                 detail: format!("at {position}: a row of {account}, which has none in the checkpoint"),
             });
         };
-        rows.push(position);
+        history[held.slot as usize].push(position);
         Ok(())
     })
 }
@@ -567,8 +590,8 @@ pub struct Prepared {
     bytes: Vec<u8>,
     /// (id, end of its record in `bytes`).
     transfers: Vec<(TransferId, usize)>,
-    /// (account, row index, end of `(account, row)` in `bytes`).
-    history: Vec<(AccountId, u64, usize)>,
+    /// (whose row, row index, end of `(account, row)` in `bytes`).
+    history: Vec<(Owner, u64, usize)>,
     /// (seq, end of the record in `bytes`).
     journal: Vec<(u64, usize)>,
 }
@@ -583,11 +606,16 @@ impl Prepared {
             .into_iter()
             .map(|(id, transfer)| (id, codec::encode_onto(&transfer, &mut bytes)))
             .collect();
+        // Found here, off the state's lock, in the small map of this apply's accounts.
         let history = std::mem::take(&mut changes.history)
             .into_iter()
             .map(|(account, row)| {
                 let end = codec::encode_onto(&(&account, &row), &mut bytes);
-                (account, row.index, end)
+                let owner = match changes.accounts.get_index_of(&account) {
+                    Some(written) => Owner::Written(written),
+                    None => Owner::Other(account),
+                };
+                (owner, row.index, end)
             })
             .collect();
         let journal = std::mem::take(&mut changes.journal)
@@ -598,11 +626,20 @@ impl Prepared {
     }
 }
 
+/// The account a history row of a [`Prepared`] belongs to.
+enum Owner {
+    /// The account at this index of the changes' accounts (a row's account nearly always is
+    /// one: a row changes its account's row count).
+    Written(usize),
+    /// An account the changes do not write, found in the table at commit.
+    Other(AccountId),
+}
+
 pub struct LedgerState {
     accounts: Accounts,
-    /// Positions of each account's history rows (row `i` at `[i - 1]`); rebuilt at start-up,
-    /// never in a checkpoint.
-    history: ByAccount<Vec<u64>>,
+    /// Positions of each account's history rows by its slot (row `i` at `[i - 1]`); as long as
+    /// the account table; rebuilt at start-up, never in a checkpoint.
+    history: HistoryPositions,
     totals: BTreeMap<Currency, CurrencyTotals>,
     expiries: BTreeSet<Expiry>,
     meta: LedgerMeta,
@@ -687,7 +724,7 @@ impl LedgerState {
                 }
                 return Ok(LedgerState {
                     accounts: Accounts::new(),
-                    history: ByAccount::default(),
+                    history: Vec::new(),
                     totals: BTreeMap::new(),
                     expiries: BTreeSet::new(),
                     meta: LedgerMeta::default(),
@@ -723,7 +760,7 @@ impl LedgerState {
         let truncated = started.elapsed();
         let mut state = LedgerState {
             accounts: Accounts::new(),
-            history: ByAccount::default(),
+            history: Vec::new(),
             totals: body.totals,
             expiries: body.expiries,
             meta: body.meta,
@@ -795,7 +832,7 @@ impl LedgerState {
                 }
                 Err(e) => Err(e),
             };
-            *history_rows = history.values().map(Vec::len).sum();
+            *history_rows = history.iter().map(Vec::len).sum();
             let history_built = (short, started.elapsed());
             (transfers_thread.join().expect("the transfer index rebuild does not panic"), history_built, accounts_done)
         });
@@ -807,8 +844,8 @@ impl LedgerState {
         })?;
         let journal_done = started.elapsed();
         // Paired assertions: the logs hold exactly what the checkpointed state counts.
-        for account in accounts.values() {
-            let rows = history.get(&account.id).map_or(0, Vec::len);
+        for Held { account, slot } in accounts.all() {
+            let rows = history.get(*slot as usize).map_or(0, Vec::len);
             if rows as u64 != account.history_len {
                 return Err(StoreError::Corrupt {
                     what: "history log",
@@ -859,7 +896,7 @@ impl LedgerState {
         };
         if changes.reset {
             self.accounts = Accounts::new();
-            self.history = ByAccount::default();
+            self.history = Vec::new();
             self.history_rows = 0;
             self.totals.clear();
             self.expiries.clear();
@@ -873,9 +910,14 @@ impl LedgerState {
             assert_eq!(entry.seq, self.site_log.len() as u64 + 1, "site log stays contiguous");
             self.site_log.push(entry);
         }
+        let mut slots = Vec::with_capacity(changes.accounts.len());
         for (id, account) in changes.accounts {
             debug_assert_eq!(id, account.id);
-            self.accounts.insert(account);
+            let slot = self.accounts.insert(account);
+            if slot as usize == self.history.len() {
+                self.history.push(Vec::new());
+            }
+            slots.push(slot);
         }
         for (id, end) in transfers {
             let position = self.logs[TRANSFERS].append(record(end))?;
@@ -888,17 +930,15 @@ impl LedgerState {
                 self.expiries.remove(&expiry);
             }
         }
-        for (account, index, end) in history {
+        for (owner, index, end) in history {
             let position = self.logs[HISTORY].append(record(end))?;
-            // Accounts are never removed (but by a reset, which clears the history too): an
-            // account with rows is known, so only its first row needs the lookup.
-            let rows = match self.history.entry(account) {
-                hash_map::Entry::Occupied(rows) => rows.into_mut(),
-                hash_map::Entry::Vacant(slot) => {
-                    assert!(self.accounts.contains(slot.key()), "history row of unknown {}", slot.key());
-                    slot.insert(Vec::new())
+            let slot = match owner {
+                Owner::Written(written) => slots[written],
+                Owner::Other(account) => {
+                    self.accounts.slot(&account).unwrap_or_else(|| panic!("history row of unknown {account}"))
                 }
             };
+            let rows = &mut self.history[slot as usize];
             assert_eq!(index, rows.len() as u64 + 1, "history rows are contiguous");
             rows.push(position);
             self.history_rows += 1;
@@ -980,8 +1020,8 @@ impl LedgerState {
     /// located under the lock, read by [`Located::history`] after it is released.
     pub fn locate_history(&self, account: &AccountId, from_index: u64, limit: usize) -> Located {
         let from = from_index.max(1) as usize - 1;
-        let positions = match self.history.get(account) {
-            Some(rows) => rows.iter().skip(from).take(limit).copied().collect(),
+        let positions = match self.accounts.slot(account) {
+            Some(slot) => self.history[slot as usize].iter().skip(from).take(limit).copied().collect(),
             None => Vec::new(),
         };
         Located { reader: self.logs[HISTORY].reader(), positions }
@@ -1103,14 +1143,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let state = state_with_history(dir.path());
         let applied = state.history.clone();
-        assert_eq!(applied.values().map(Vec::len).sum::<usize>(), (0..40u64).map(|i| i % 7).sum::<u64>() as usize);
+        assert_eq!(applied.iter().map(Vec::len).sum::<usize>(), (0..40u64).map(|i| i % 7).sum::<u64>() as usize);
         let log = &state.logs[HISTORY];
         let seeded = FixedState::with_seed(5);
         let runs = |log: &SegmentLog, seed| history_runs(log, 0, seed, &|key| seeded.hash_one(key)).unwrap();
         let (sorted, short) =
             sorted_history(&state.accounts, runs(log, 5), &|key| seeded.hash_one(key)).unwrap().unwrap();
         assert_eq!((sorted, short), (applied.clone(), vec![]));
-        let mut by_lookup = ByAccount::default();
+        let mut by_lookup = Vec::new();
         history_by_lookup(&state.accounts, &mut by_lookup, log, 0).unwrap();
         assert_eq!(by_lookup, applied);
         assert!(sorted_history(&state.accounts, runs(log, 7), &|_| 7).unwrap().is_none(), "every account collides");
@@ -1123,7 +1163,7 @@ mod tests {
             small.append(&row).unwrap();
         }
         small.flush().unwrap();
-        let mut by_lookup = ByAccount::default();
+        let mut by_lookup = Vec::new();
         history_by_lookup(&state.accounts, &mut by_lookup, &small, 0).unwrap();
         assert_eq!(small.unfingerprinted().len(), small.len() as usize / 512, "many sealed segments");
         for _ in 0..2 {
