@@ -85,7 +85,7 @@ pub fn applied_transfer_ids(journal: &[JournalRecord]) -> BTreeSet<&str> {
         {
             for (t, r) in transfers.iter().zip(items) {
                 if r.code.is_ok() {
-                    applied.insert(t.id.0.as_str());
+                    applied.insert(t.id.as_str());
                 }
             }
         }

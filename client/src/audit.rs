@@ -141,8 +141,8 @@ pub mod replay {
                 Command::CreateAccounts(accounts) => {
                     for (i, a) in accounts.iter().enumerate() {
                         if fresh_ok(i) {
-                            self.accounts.insert(a.id.0.to_string(), Columns::default());
-                            self.currencies.insert(a.id.0.to_string(), a.currency.clone());
+                            self.accounts.insert(a.id.as_str().to_string(), Columns::default());
+                            self.currencies.insert(a.id.as_str().to_string(), a.currency.clone());
                         }
                     }
                 }
@@ -151,21 +151,21 @@ pub mod replay {
                         if !fresh_ok(i) {
                             continue;
                         }
-                        self.mark_applied(seq, &t.id.0)?;
+                        self.mark_applied(seq, t.id.as_str())?;
                         match &t.kind {
                             TransferKind::Posted => {
-                                self.columns(seq, &t.debit_account_id.0)?.debits_posted += t.amount;
-                                self.columns(seq, &t.credit_account_id.0)?.credits_posted += t.amount;
+                                self.columns(seq, t.debit_account_id.as_str())?.debits_posted += t.amount;
+                                self.columns(seq, t.credit_account_id.as_str())?.credits_posted += t.amount;
                             }
                             TransferKind::Pending { .. } => {
-                                self.columns(seq, &t.debit_account_id.0)?.debits_pending += t.amount;
-                                self.columns(seq, &t.credit_account_id.0)?.credits_pending += t.amount;
+                                self.columns(seq, t.debit_account_id.as_str())?.debits_pending += t.amount;
+                                self.columns(seq, t.credit_account_id.as_str())?.credits_pending += t.amount;
                                 let r = Reservation {
-                                    debit: t.debit_account_id.0.to_string(),
-                                    credit: t.credit_account_id.0.to_string(),
+                                    debit: t.debit_account_id.as_str().to_string(),
+                                    credit: t.credit_account_id.as_str().to_string(),
                                     amount: t.amount,
                                 };
-                                self.pending.insert(t.id.0.to_string(), r);
+                                self.pending.insert(t.id.as_str().to_string(), r);
                             }
                             TransferKind::PostPending { pending_id } | TransferKind::VoidPending { pending_id } => {
                                 let r = self.pending.remove(pending_id.as_str()).ok_or_else(|| {

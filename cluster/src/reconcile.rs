@@ -127,15 +127,15 @@ fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
             .iter()
             .enumerate()
             .map(|(i, t)| ReconciliationRow {
-                id: t.id.0.to_string(),
+                id: t.id.to_string(),
                 kind: t.kind.name().into(),
-                debit_account_id: t.debit_account_id.0.to_string(),
-                credit_account_id: t.credit_account_id.0.to_string(),
+                debit_account_id: t.debit_account_id.to_string(),
+                credit_account_id: t.credit_account_id.to_string(),
                 amount: t.amount.to_string(),
                 currency: t.currency.clone().unwrap_or_default(),
                 pending_id: match &t.kind {
                     TransferKind::PostPending { pending_id } | TransferKind::VoidPending { pending_id } => {
-                        pending_id.0.to_string()
+                        pending_id.to_string()
                     }
                     _ => String::new(),
                 },
@@ -147,7 +147,7 @@ fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
             .iter()
             .enumerate()
             .map(|(i, a)| ReconciliationRow {
-                id: a.id.0.to_string(),
+                id: a.id.to_string(),
                 kind: "account".into(),
                 currency: a.currency.clone(),
                 result: result(i),
@@ -158,7 +158,7 @@ fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
             .iter()
             .enumerate()
             .map(|(i, u)| ReconciliationRow {
-                id: u.id.0.to_string(),
+                id: u.id.to_string(),
                 kind: format!("{:?}", u.action).to_lowercase(),
                 result: result(i),
                 ..base.clone()
@@ -168,7 +168,7 @@ fn rows_of(record: &JournalRecord) -> Vec<ReconciliationRow> {
             Outcome::Expired(ids) => ids
                 .iter()
                 .map(|id| ReconciliationRow {
-                    id: id.0.to_string(),
+                    id: id.to_string(),
                     kind: "expired".into(),
                     result: "ok".into(),
                     ..base.clone()
@@ -188,7 +188,7 @@ fn applied_transfer_ids(records: &[JournalRecord]) -> BTreeSet<&str> {
         {
             for (t, r) in transfers.iter().zip(items) {
                 if r.code.is_ok() {
-                    ids.insert(t.id.0.as_str());
+                    ids.insert(t.id.as_str());
                 }
             }
         }

@@ -28,7 +28,7 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
                 }
                 if r.replayed {
                     replays += 1;
-                    if !fresh.contains_key(t.id.0.as_str()) {
+                    if !fresh.contains_key(t.id.as_str()) {
                         return Verdict::fail(
                             NAME,
                             format!("seq {}: {} replayed before it was ever applied", record.seq, t.id),
@@ -36,7 +36,7 @@ pub fn check(input: &CheckInput<'_>) -> Verdict {
                     }
                     continue;
                 }
-                if let Some(first) = fresh.insert(t.id.0.as_str(), record.seq) {
+                if let Some(first) = fresh.insert(t.id.as_str(), record.seq) {
                     return Verdict::fail(
                         NAME,
                         format!("{} applied at seq {first} and again at seq {}", t.id, record.seq),

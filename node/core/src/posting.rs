@@ -268,13 +268,13 @@ pub fn validate_transfer(t: &NewTransfer) -> Result<(), ResultCode> {
         }
         Some(pending_id) => {
             // Accounts are optional for post/void; when given they must be well formed.
-            if !t.debit_account_id.0.is_empty() && t.debit_account_id.check().is_err() {
+            if !t.debit_account_id.is_empty() && t.debit_account_id.check().is_err() {
                 return Err(ResultCode::DebitAccountIdInvalid);
             }
-            if !t.credit_account_id.0.is_empty() && t.credit_account_id.check().is_err() {
+            if !t.credit_account_id.is_empty() && t.credit_account_id.check().is_err() {
                 return Err(ResultCode::CreditAccountIdInvalid);
             }
-            if !t.debit_account_id.0.is_empty() && t.debit_account_id == t.credit_account_id {
+            if !t.debit_account_id.is_empty() && t.debit_account_id == t.credit_account_id {
                 return Err(ResultCode::AccountsMustBeDifferent);
             }
             if pending_id.check().is_err() {
@@ -610,8 +610,8 @@ fn resolve_pending(
     if post {
         check_status_for_new(&debit, &credit)?;
     }
-    let mismatch = (!t.debit_account_id.0.is_empty() && t.debit_account_id != pending.debit_account_id)
-        || (!t.credit_account_id.0.is_empty() && t.credit_account_id != pending.credit_account_id)
+    let mismatch = (!t.debit_account_id.is_empty() && t.debit_account_id != pending.debit_account_id)
+        || (!t.credit_account_id.is_empty() && t.credit_account_id != pending.credit_account_id)
         || t.currency.as_deref().is_some_and(|c| c != currency.code());
     if mismatch {
         return Err(ResultCode::PendingTransferMismatch);

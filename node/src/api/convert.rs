@@ -140,13 +140,13 @@ pub fn new_transfer_to_proto(t: &NewTransfer) -> pb::NewTransfer {
     let (kind, pending_id, timeout_ms) = match &t.kind {
         TransferKind::Posted => (pb::TransferKind::Posted, String::new(), 0),
         TransferKind::Pending { timeout_ms } => (pb::TransferKind::Pending, String::new(), timeout_ms.unwrap_or(0)),
-        TransferKind::PostPending { pending_id } => (pb::TransferKind::PostPending, pending_id.0.to_string(), 0),
-        TransferKind::VoidPending { pending_id } => (pb::TransferKind::VoidPending, pending_id.0.to_string(), 0),
+        TransferKind::PostPending { pending_id } => (pb::TransferKind::PostPending, pending_id.as_str().to_string(), 0),
+        TransferKind::VoidPending { pending_id } => (pb::TransferKind::VoidPending, pending_id.as_str().to_string(), 0),
     };
     pb::NewTransfer {
-        id: t.id.0.to_string(),
-        debit_account_id: t.debit_account_id.0.to_string(),
-        credit_account_id: t.credit_account_id.0.to_string(),
+        id: t.id.as_str().to_string(),
+        debit_account_id: t.debit_account_id.as_str().to_string(),
+        credit_account_id: t.credit_account_id.as_str().to_string(),
         amount: if t.amount.is_zero() { String::new() } else { t.amount.to_string() },
         currency: t.currency.clone().unwrap_or_default(),
         code: t.code,
@@ -176,7 +176,7 @@ pub fn account_to_proto(a: &Account, keys: &DataKeys, reveal: bool) -> pb::Accou
         AccountStatus::Closed => pb::AccountStatus::Closed,
     };
     pb::Account {
-        id: a.id.0.to_string(),
+        id: a.id.as_str().to_string(),
         currency: a.currency.code().to_string(),
         flags: Some(pb::AccountFlags {
             debits_must_not_exceed_credits: a.flags.debits_must_not_exceed_credits,
@@ -206,9 +206,9 @@ pub fn transfer_to_proto(t: &Transfer) -> pb::Transfer {
         TransferState::Posted => (pb::TransferState::Posted, String::new(), String::new()),
         TransferState::Pending => (pb::TransferState::Pending, String::new(), String::new()),
         TransferState::PendingPosted { posted_amount, by } => {
-            (pb::TransferState::PendingPosted, posted_amount.to_string(), by.0.to_string())
+            (pb::TransferState::PendingPosted, posted_amount.to_string(), by.to_string())
         }
-        TransferState::PendingVoided { by } => (pb::TransferState::PendingVoided, String::new(), by.0.to_string()),
+        TransferState::PendingVoided { by } => (pb::TransferState::PendingVoided, String::new(), by.to_string()),
         TransferState::PendingExpired => (pb::TransferState::PendingExpired, String::new(), String::new()),
         TransferState::Rejected => (pb::TransferState::Rejected, String::new(), String::new()),
     };
@@ -216,8 +216,8 @@ pub fn transfer_to_proto(t: &Transfer) -> pb::Transfer {
         request: Some(new_transfer_to_proto(&t.request)),
         result: result_code(t.result),
         state: state as i32,
-        debit_account_id: t.debit_account_id.0.to_string(),
-        credit_account_id: t.credit_account_id.0.to_string(),
+        debit_account_id: t.debit_account_id.as_str().to_string(),
+        credit_account_id: t.credit_account_id.as_str().to_string(),
         currency: t.currency.map(|c| c.code().to_string()).unwrap_or_default(),
         amount: t.amount.to_string(),
         ledger_time_ms: t.ledger_time_ms,
@@ -238,7 +238,7 @@ pub fn history_to_proto(h: &HistoryEntry) -> pb::HistoryRow {
     };
     pb::HistoryRow {
         index: h.index,
-        transfer_id: h.transfer_id.0.to_string(),
+        transfer_id: h.transfer_id.as_str().to_string(),
         journal_seq: h.journal_seq,
         ledger_time_ms: h.ledger_time_ms,
         side: match h.side {
