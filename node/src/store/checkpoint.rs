@@ -40,22 +40,12 @@ fn path_of(dir: &Path, index: u64) -> PathBuf {
     dir.join(format!("{index:020}.ckpt"))
 }
 
-/// Writes checkpoint `index` with `bytes` into `dir`, durably, calling `hook` before each
-/// step. Returns once the checkpoint would survive a crash.
+/// Writes checkpoint `index` into `dir`, durably, calling `hook` before each step; its body is
+/// what `body` hands its sink, in order: streamed to the file with its length and crc kept on
+/// the way, and the header written last, so no buffer holds the body (100 MB at a million
+/// accounts, which each checkpoint used to allocate, fault in and copy). Returns the body's
+/// length once the checkpoint would survive a crash.
 pub fn write(
-    dir: &Path,
-    index: u64,
-    bytes: &[u8],
-    hook: &mut dyn FnMut(Step) -> io::Result<()>,
-) -> Result<(), StoreError> {
-    write_streamed(dir, index, &mut |sink| sink(bytes), hook).map(drop)
-}
-
-/// Writes checkpoint `index` into `dir` as [`write`] does, its body being what `body` hands its
-/// sink, in order: streamed to the file with its length and crc kept on the way, and the header
-/// written last, so no buffer holds the body (100 MB at a million accounts, which each
-/// checkpoint used to allocate, fault in and copy). Returns the body's length.
-pub fn write_streamed(
     dir: &Path,
     index: u64,
     body: &mut Body<'_>,
@@ -91,7 +81,7 @@ pub fn write_streamed(
     Ok(len)
 }
 
-/// What [`write_streamed`] calls to produce a body: it hands the bytes to its sink in order.
+/// What [`write`] calls to produce a body: it hands the bytes to its sink in order.
 pub type Body<'a> = dyn FnMut(&mut dyn FnMut(&[u8])) + 'a;
 
 /// Bytes a streamed checkpoint gathers before each write to its file.
@@ -224,6 +214,16 @@ mod tests {
         Ok(())
     }
 
+    /// A checkpoint whose body is `bytes`, handed over whole.
+    fn write_bytes(
+        dir: &Path,
+        index: u64,
+        bytes: &[u8],
+        hook: &mut dyn FnMut(Step) -> io::Result<()>,
+    ) -> Result<u64, StoreError> {
+        write(dir, index, &mut |sink| sink(bytes), hook)
+    }
+
     /// Goal: failure injection at each step of the checkpoint protocol (issue 10): whatever
     /// step fails, the directory still loads a whole checkpoint: the previous one when the
     /// new one was not renamed yet, the new one after.
@@ -232,9 +232,9 @@ mod tests {
     fn a_failure_at_any_step_leaves_a_whole_checkpoint() {
         for failing in Step::ALL {
             let dir = tempfile::tempdir().unwrap();
-            write(dir.path(), 10, b"state at 10", &mut no_faults).unwrap();
+            write_bytes(dir.path(), 10, b"state at 10", &mut no_faults).unwrap();
             let mut hook = |step: Step| if step == failing { Err(io::Error::other("injected")) } else { Ok(()) };
-            let result = write(dir.path(), 20, b"state at 20", &mut hook);
+            let result = write_bytes(dir.path(), 20, b"state at 20", &mut hook);
             assert!(result.is_err(), "{failing:?} failed");
             let (index, bytes) = load_newest(dir.path()).unwrap().expect("a checkpoint");
             match failing {
@@ -258,27 +258,27 @@ mod tests {
     fn a_torn_checkpoint_is_skipped_and_prune_keeps_the_newest() {
         let dir = tempfile::tempdir().unwrap();
         assert!(load_newest(dir.path()).unwrap().is_none());
-        write(dir.path(), 1, b"one", &mut no_faults).unwrap();
-        write(dir.path(), 2, b"two", &mut no_faults).unwrap();
+        write_bytes(dir.path(), 1, b"one", &mut no_faults).unwrap();
+        write_bytes(dir.path(), 2, b"two", &mut no_faults).unwrap();
         let newest = path_of(dir.path(), 2);
         let mut frame = std::fs::read(&newest).unwrap();
         frame.truncate(frame.len() - 1);
         std::fs::write(&newest, &frame).unwrap();
         assert_eq!(load_newest(dir.path()).unwrap(), Some((1, b"one".to_vec())));
-        write(dir.path(), 3, b"three", &mut no_faults).unwrap();
+        write_bytes(dir.path(), 3, b"three", &mut no_faults).unwrap();
         let mut frame = std::fs::read(path_of(dir.path(), 3)).unwrap();
         let last = frame.len() - 1;
         frame[last] ^= 1;
         std::fs::write(path_of(dir.path(), 3), &frame).unwrap();
         assert_eq!(load_newest(dir.path()).unwrap(), Some((1, b"one".to_vec())), "a flipped byte fails the crc");
-        write(dir.path(), 4, b"four", &mut no_faults).unwrap();
+        write_bytes(dir.path(), 4, b"four", &mut no_faults).unwrap();
         prune(dir.path(), 4).unwrap();
         assert_eq!(indexes(dir.path()).unwrap(), vec![4]);
         assert_eq!(load_newest(dir.path()).unwrap(), Some((4, b"four".to_vec())));
     }
 
     /// Goal: a body streamed in chunks (larger than the file buffer, and empty ones) loads back
-    /// as the bytes concatenated, with the same frame `write` gives them.
+    /// as the bytes concatenated, with the same frame as the body handed over whole.
     /// Method: stream 3 MiB of a known pattern in uneven chunks; compare with the whole body
     /// written at once.
     #[test]
@@ -291,11 +291,11 @@ mod tests {
                 sink(chunk);
             }
         };
-        let len = write_streamed(dir.path(), 7, &mut stream, &mut no_faults).unwrap();
+        let len = write(dir.path(), 7, &mut stream, &mut no_faults).unwrap();
         assert_eq!(len, body.len() as u64);
         assert_eq!(load(dir.path(), 7).unwrap().as_deref(), Some(&body[..]));
         let streamed = std::fs::read(path_of(dir.path(), 7)).unwrap();
-        write(dir.path(), 8, &body, &mut no_faults).unwrap();
+        write_bytes(dir.path(), 8, &body, &mut no_faults).unwrap();
         assert_eq!(streamed, std::fs::read(path_of(dir.path(), 8)).unwrap(), "the same frame either way");
     }
 }

@@ -122,7 +122,7 @@ impl CheckpointCut {
     }
 
     /// Hands the checkpoint body to `sink` in chunks, in order (O(accounts): call it off the
-    /// apply path; [`super::checkpoint::write_streamed`] writes them to the file as they come).
+    /// apply path; [`super::checkpoint::write`] writes them to the file as they come).
     pub fn encode_to(&self, sink: &mut dyn FnMut(&[u8])) {
         codec::encode_to(self, sink);
     }

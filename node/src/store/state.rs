@@ -452,12 +452,8 @@ impl RaftSnapshotBuilder<TypeConfig> for CheckpointBuilder {
             for (path, file) in &sync {
                 file.sync_all().map_err(io_err(path))?;
             }
-            let bytes = checkpoint::write_streamed(
-                &write_dir,
-                index,
-                &mut |sink| cut.encode_to(sink),
-                &mut checkpoint_failpoints,
-            )?;
+            let bytes =
+                checkpoint::write(&write_dir, index, &mut |sink| cut.encode_to(sink), &mut checkpoint_failpoints)?;
             drop(cut);
             checkpoint::prune_keeping(&write_dir, CHECKPOINTS_KEPT)?;
             // Derived data for the next start-up: a failure costs that start-up time, nothing
@@ -619,12 +615,7 @@ impl RaftStateMachine<TypeConfig> for LedgerStateMachine {
             let state = LedgerState::open(&load_dir, Some(body))?;
             failpoint::crash_if_armed(failpoint::SNAPSHOT_INSTALL_CRASH_BEFORE_CHECKPOINT);
             let own = state.checkpoint_cut(snapshot_id.clone());
-            checkpoint::write_streamed(
-                &checkpoints_dir(&load_dir),
-                index,
-                &mut |sink| own.encode_to(sink),
-                &mut |_| Ok(()),
-            )?;
+            checkpoint::write(&checkpoints_dir(&load_dir), index, &mut |sink| own.encode_to(sink), &mut |_| Ok(()))?;
             failpoint::crash_if_armed(failpoint::SNAPSHOT_INSTALL_CRASH_AFTER_CHECKPOINT);
             Ok((state, cuts))
         })
