@@ -15,6 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::path::PathBuf;
 
+use super::PacedFile;
 use super::StoreError;
 use super::io_err;
 use super::sync_dir;
@@ -56,7 +57,7 @@ pub fn write(
     let tmp = path.with_extension("tmp");
     hook(Step::WriteTmp).map_err(io_err(&tmp))?;
     let file = File::create(&tmp).map_err(io_err(&tmp))?;
-    let mut out = io::BufWriter::with_capacity(STREAM_BUFFER_BYTES, &file);
+    let mut out = io::BufWriter::with_capacity(STREAM_BUFFER_BYTES, PacedFile::new(&file));
     out.write_all(&[0; HEADER_BYTES]).map_err(io_err(&tmp))?;
     let (mut len, mut crc, mut failed) = (0u64, crc32fast::Hasher::new(), None);
     body(&mut |chunk| {

@@ -32,14 +32,18 @@
 
 use std::fs::File;
 use std::fs::OpenOptions;
+use std::io;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::PacedFile;
 use super::StoreError;
 use super::io_err;
 use super::sync_dir;
+use super::write_back;
 
 /// Frame header: length and crc32, both u32 little-endian.
 pub const FRAME_HEADER_BYTES: u64 = 8;
@@ -91,12 +95,14 @@ struct Segment {
     /// Bytes in the file (flushed or not: `pending` is appended after them).
     len: u64,
     dirty: bool,
-    /// Bytes of the file below this offset were handed to the background fsync.
+    /// Bytes of the file below this offset were handed to the background writeback.
     writeback_from: u64,
     keys_path: PathBuf,
     keys_file: File,
     /// Bytes in the key file (`pending_keys` is appended after them).
     keys_len: u64,
+    /// Bytes of the key file below this offset were handed to the background writeback.
+    keys_writeback_from: u64,
     /// The fingerprint file's path (the file exists only for some sealed segments).
     fps_path: PathBuf,
 }
@@ -126,6 +132,7 @@ impl Segment {
             keys_path,
             keys_file,
             keys_len,
+            keys_writeback_from: keys_len,
             fps_path: dir.join(format!("{index:08}.fps")),
         };
         Ok((segment, create || !keys_existed))
@@ -151,35 +158,38 @@ impl Segment {
         self.keys_file.set_len(at).map_err(io_err(&self.keys_path))?;
         self.keys_file.write_all_at(tail, at).map_err(io_err(&self.keys_path))?;
         self.keys_len = at + tail.len() as u64;
+        self.keys_writeback_from = self.keys_writeback_from.min(at);
         self.dirty = true;
         Ok(())
     }
 }
 
-/// Written bytes after which a background thread fsyncs the segment, as RocksDB's
-/// `bytes_per_sync` starts writeback: without it the kernel lets gigabytes of segment pages
-/// pile up dirty, and the checkpoint's fsync then writes them in one burst that stalls the Raft
-/// log's own fsyncs on the same disk for seconds. Durability still comes from the checkpoint's
-/// fsync; this only spreads the writes out, off the apply path.
-const WRITEBACK_EVERY_BYTES: u64 = 4 * 1024 * 1024;
+/// Written bytes after which a background thread writes the segment's new bytes back to the
+/// disk (`write_back`, RocksDB's `bytes_per_sync`): without it the kernel lets the segment
+/// pages pile up dirty, and they reach the disk in bursts (the checkpoint's fsync, the
+/// kernel's flusher) that stall the Raft log's fsyncs on the same disk. Durability still comes
+/// from the checkpoint's fsync; this only spreads the writes out, off the apply path.
+const WRITEBACK_EVERY_BYTES: u64 = 1024 * 1024;
 
-/// The background fsyncs of one log: a thread that syncs the files it is handed, one at a
-/// time. A request while it is busy is dropped (the next one covers it); the thread ends with
-/// the log.
+/// The background writeback of one log: a thread that writes back the ranges it is handed,
+/// one at a time. A request while it is busy is refused, and the caller asks again later for
+/// the range from the same start; the thread ends with the log.
 struct Writeback {
-    requests: std::sync::mpsc::SyncSender<File>,
+    requests: std::sync::mpsc::SyncSender<Vec<(File, u64, u64)>>,
 }
 
 impl Writeback {
     fn start(dir: &Path) -> Writeback {
-        let (requests, pending) = std::sync::mpsc::sync_channel::<File>(1);
+        let (requests, pending) = std::sync::mpsc::sync_channel::<Vec<(File, u64, u64)>>(1);
         let name = format!("writeback {}", dir.file_name().and_then(|n| n.to_str()).unwrap_or("segments"));
         std::thread::Builder::new()
             .name(name)
             .spawn(move || {
-                for file in pending {
-                    if let Err(e) = file.sync_data() {
-                        tracing::warn!(error = %e, "background segment fsync failed; the checkpoint's fsync will report it");
+                for ranges in pending {
+                    for (file, from, to) in ranges {
+                        if let Err(e) = write_back(&file, from, to - from) {
+                            tracing::warn!(error = %e, "background segment writeback failed; the checkpoint's fsync will report it");
+                        }
                     }
                 }
             })
@@ -187,10 +197,12 @@ impl Writeback {
         Writeback { requests }
     }
 
-    fn request(&self, file: &File) {
-        if let Ok(handle) = file.try_clone() {
-            let _ = self.requests.try_send(handle);
-        }
+    /// Asks for each range `from..to` of its file to be written back; false if the thread is
+    /// busy.
+    fn request(&self, ranges: [(&File, u64, u64); 2]) -> bool {
+        let handles: io::Result<Vec<_>> =
+            ranges.into_iter().map(|(file, from, to)| Ok((file.try_clone()?, from, to))).collect();
+        handles.is_ok_and(|handles| self.requests.try_send(handles).is_ok())
     }
 }
 
@@ -464,8 +476,15 @@ impl SegmentLog {
         last.keys_len += self.pending_keys.len() as u64;
         self.pending_keys.clear();
         if last.len - last.writeback_from >= WRITEBACK_EVERY_BYTES {
-            self.writeback.get_or_insert_with(|| Writeback::start(&self.dir)).request(&last.file);
-            last.writeback_from = last.len;
+            let writeback = self.writeback.get_or_insert_with(|| Writeback::start(&self.dir));
+            let ranges = [
+                (&*last.file, last.writeback_from, last.len),
+                (&last.keys_file, last.keys_writeback_from, last.keys_len),
+            ];
+            if writeback.request(ranges) {
+                last.writeback_from = last.len;
+                last.keys_writeback_from = last.keys_len;
+            }
         }
         Ok(())
     }
@@ -805,7 +824,8 @@ fn save_fingerprints(path: &Path, seed: u64, segment_len: u64, run: &[(u64, u64)
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_le_bytes());
     let temporary = path.with_extension("fps.tmp");
-    std::fs::write(&temporary, &bytes).map_err(io_err(&temporary))?;
+    let file = File::create(&temporary).map_err(io_err(&temporary))?;
+    PacedFile::new(&file).write_all(&bytes).map_err(io_err(&temporary))?;
     std::fs::rename(&temporary, path).map_err(io_err(path))
 }
 
