@@ -41,6 +41,7 @@ use std::sync::Arc;
 
 use super::PacedFile;
 use super::StoreError;
+use super::WRITE_BACK_STEP_BYTES;
 use super::io_err;
 use super::sync_dir;
 use super::write_back;
@@ -164,12 +165,12 @@ impl Segment {
     }
 }
 
-/// Written bytes after which a background thread writes the segment's new bytes back to the
-/// disk (`write_back`, RocksDB's `bytes_per_sync`): without it the kernel lets the segment
-/// pages pile up dirty, and they reach the disk in bursts (the checkpoint's fsync, the
-/// kernel's flusher) that stall the Raft log's fsyncs on the same disk. Durability still comes
-/// from the checkpoint's fsync; this only spreads the writes out, off the apply path.
-const WRITEBACK_EVERY_BYTES: u64 = 1024 * 1024;
+// Every `WRITE_BACK_STEP_BYTES` written, a background thread writes the segment's new bytes
+// (and its key file's) back to the disk (`write_back`, RocksDB's `bytes_per_sync`): without it
+// the kernel lets the segment pages pile up dirty, and they reach the disk in bursts (the
+// checkpoint's fsync, the kernel's flusher) that stall the Raft log's fsyncs on the same disk.
+// Durability still comes from the checkpoint's fsync; this only spreads the writes out, off the
+// apply path.
 
 /// The background writeback of one log: a thread that writes back the ranges it is handed,
 /// one at a time. A request while it is busy is refused, and the caller asks again later for
@@ -475,7 +476,7 @@ impl SegmentLog {
         last.keys_file.write_all_at(&self.pending_keys, last.keys_len).map_err(io_err(&last.keys_path))?;
         last.keys_len += self.pending_keys.len() as u64;
         self.pending_keys.clear();
-        if last.len - last.writeback_from >= WRITEBACK_EVERY_BYTES {
+        if last.len - last.writeback_from >= WRITE_BACK_STEP_BYTES {
             let writeback = self.writeback.get_or_insert_with(|| Writeback::start(&self.dir));
             let ranges = [
                 (&*last.file, last.writeback_from, last.len),
