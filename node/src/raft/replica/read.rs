@@ -60,7 +60,11 @@ impl Replica {
                     }
                 };
             }
-            let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+            // Raft stopped (the node is shutting down): `changed` fails at once, and retrying
+            // would spin until the deadline.
+            if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await {
+                return Err(ReadError::Shutdown);
+            }
         }
     }
 

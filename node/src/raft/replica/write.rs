@@ -79,7 +79,11 @@ impl Replica {
             if retry {
                 // Wait for the next metrics change (a new leader), but poll at least every
                 // 100 ms: an unreachable leader may not change metrics for a while.
-                let _ = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await;
+                // Raft stopped (the node is shutting down): `changed` fails at once, and this
+                // loop would spin a core until the deadline (the simulator found it).
+                if let Ok(Err(_)) = tokio::time::timeout(Duration::from_millis(100), metrics.changed()).await {
+                    return Err(WriteError::Shutdown);
+                }
                 if TokioInstant::now() >= deadline {
                     return Err(WriteError::OutcomeUnknown { reason: "no leader accepted the write in time".into() });
                 }
