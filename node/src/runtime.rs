@@ -32,12 +32,15 @@ use crate::dr::ship::JournalShipper;
 use crate::dr::watch::SiteWatcher;
 use crate::raft::batcher::Batcher;
 use crate::raft::batcher::BatcherLimits;
-use crate::raft::clock::now_ms;
+use crate::raft::clock::Clock;
+use crate::raft::clock::wall_clock;
 use crate::raft::network::PeerClients;
 use crate::raft::network::PeerNetwork;
 use crate::raft::replica::Replica;
 use crate::raft::types::Member;
 use crate::raft::types::Raft;
+use crate::raft::wire::GrpcWire;
+use crate::raft::wire::PeerWire;
 use crate::security::pii::KeyRing;
 use crate::security::tls;
 use crate::security::tls::TlsMaterial;
@@ -86,9 +89,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), NodeError> {
     crate::failpoint::arm(&config.failpoints);
-    let (log_store, state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
-    let committed_index = log_store.committed_index();
-    let reader = state_machine.reader();
     let keys = KeyRing::load(&config.data_key_file)?;
     let key_reload = keys.clone().spawn_reload();
     let tls = match &config.tls {
@@ -102,52 +102,12 @@ pub async fn run(
         Some((_, client)) => (Transport::tls(client.clone()), Auth::Tls),
         None => (Transport::plaintext(), Auth::Insecure),
     };
-    let peers = PeerClients::new(
-        config.cluster.clone(),
-        config.node_id,
-        transport.clone(),
-        config.limits.grpc_message_bytes_max,
-        config.route_overrides(),
-    );
-    let raft_config = Arc::new(config.openraft().validate().map_err(|e| NodeError::RaftConfig(e.to_string()))?);
-    let raft = Raft::new(config.node_id, raft_config, PeerNetwork { clients: peers.clone() }, log_store, state_machine)
-        .await
-        .map_err(|e| NodeError::Raft(e.to_string()))?;
-    let batcher = Batcher::spawn(
-        raft.clone(),
-        BatcherLimits {
-            entry_commands_max: config.limits.entry_commands_max,
-            in_flight_entries_max: config.limits.in_flight_entries_max,
-            queue_commands_max: config.limits.queue_commands_max,
-        },
-        now_ms,
-    );
-    let member = Member {
-        zone: config.zone.clone(),
-        client_addr: config.client_addr.clone(),
-        peer_addr: config.peer_addr.clone(),
-    };
-    let replica = Arc::new(Replica::new(
-        config.node_id,
-        member,
-        raft.clone(),
-        reader,
-        peers,
-        batcher,
-        committed_index,
-        Duration::from_millis(config.limits.write_timeout_ms),
-        Duration::from_millis(config.limits.read_timeout_ms),
-        Duration::from_millis(config.raft.election_max_ms),
-    ));
+    let wire = Arc::new(GrpcWire::new(transport.clone(), config.limits.grpc_message_bytes_max));
+    let core = Core::start(&config, wire, wall_clock()).await?;
+    let replica = core.replica.clone();
+    let raft = replica.raft.clone();
 
     let monitor = Arc::new(DrMonitor::new(config.dr.clone()));
-    let timer = tokio::spawn(ledger_timer(replica.clone()));
-    let watchdog = tokio::spawn(replica.clone().monitor_leadership(Duration::from_millis(config.raft.election_min_ms)));
-    let checkpoints =
-        config.snapshot_transfers_interval().map(|every| tokio::spawn(replica.clone().keep_checkpointing(every)));
-    let purge = tokio::spawn(
-        replica.clone().keep_log_purged(config.raft.keep_entries_after_snapshot, config.raft.purge_batch_entries),
-    );
     let shipper = tokio::spawn(
         JournalShipper { replica: replica.clone(), transport: transport.clone(), monitor: monitor.clone() }.run(),
     );
@@ -252,12 +212,7 @@ pub async fn run(
 
     tracing::info!("shutting down: servers first, then raft");
     let _ = stop_tx.send(true);
-    timer.abort();
-    watchdog.abort();
-    purge.abort();
-    if let Some(checkpoints) = &checkpoints {
-        checkpoints.abort();
-    }
+    core.stop_tasks();
     refresh.abort();
     health.abort();
     shipper.abort();
@@ -300,9 +255,78 @@ fn incoming(listener: TcpListener) -> impl tokio_stream::Stream<Item = std::io::
     })
 }
 
+/// The parts of a node that do not face a socket: store, Raft, batcher, replica, and their
+/// background tasks (ledger timer, election watchdog, checkpoints, log purge). [`run`] adds the
+/// servers, TLS and the DR site tasks around it; the simulator (`ledger-chaos sim`) runs it as
+/// it is, over its own wire and clocks.
+pub struct Core {
+    pub replica: Arc<Replica>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Core {
+    pub async fn start(config: &NodeConfig, wire: Arc<dyn PeerWire>, clock: Clock) -> Result<Core, NodeError> {
+        let (log_store, state_machine) = store::open(&config.data_dir, config.limits.sled_cache_bytes)?;
+        let committed_index = log_store.committed_index();
+        let reader = state_machine.reader();
+        let peers = PeerClients::new(config.cluster.clone(), config.node_id, wire, config.route_overrides());
+        let raft_config = Arc::new(config.openraft().validate().map_err(|e| NodeError::RaftConfig(e.to_string()))?);
+        let raft =
+            Raft::new(config.node_id, raft_config, PeerNetwork { clients: peers.clone() }, log_store, state_machine)
+                .await
+                .map_err(|e| NodeError::Raft(e.to_string()))?;
+        let batcher = Batcher::spawn(
+            raft.clone(),
+            BatcherLimits {
+                entry_commands_max: config.limits.entry_commands_max,
+                in_flight_entries_max: config.limits.in_flight_entries_max,
+                queue_commands_max: config.limits.queue_commands_max,
+            },
+            clock.clone(),
+        );
+        let member = Member {
+            zone: config.zone.clone(),
+            client_addr: config.client_addr.clone(),
+            peer_addr: config.peer_addr.clone(),
+        };
+        let replica = Arc::new(Replica::new(
+            config.node_id,
+            member,
+            raft,
+            reader,
+            peers,
+            batcher,
+            committed_index,
+            Duration::from_millis(config.limits.write_timeout_ms),
+            Duration::from_millis(config.limits.read_timeout_ms),
+            Duration::from_millis(config.raft.election_max_ms),
+        ));
+        let mut tasks = vec![
+            tokio::spawn(ledger_timer(replica.clone(), clock)),
+            tokio::spawn(replica.clone().monitor_leadership(Duration::from_millis(config.raft.election_min_ms))),
+            tokio::spawn(
+                replica
+                    .clone()
+                    .keep_log_purged(config.raft.keep_entries_after_snapshot, config.raft.purge_batch_entries),
+            ),
+        ];
+        if let Some(every) = config.snapshot_transfers_interval() {
+            tasks.push(tokio::spawn(replica.clone().keep_checkpointing(every)));
+        }
+        Ok(Core { replica, tasks })
+    }
+
+    /// Stops the background tasks; Raft keeps running until `raft.shutdown()`.
+    pub fn stop_tasks(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
 /// On the leader of an active site: proposes `ExpirePending` whenever a pending transfer's
 /// timeout has passed, so expiry happens in ledger time even without traffic.
-async fn ledger_timer(replica: Arc<Replica>) {
+async fn ledger_timer(replica: Arc<Replica>, clock: Clock) {
     let mut tick = tokio::time::interval(Duration::from_millis(LEDGER_TIMER_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -313,7 +337,7 @@ async fn ledger_timer(replica: Arc<Replica>) {
         if !replica.is_leader() || ledger::write_refusal(&replica.reader.meta().site).is_some() {
             continue;
         }
-        let due = replica.reader.next_expiry().is_some_and(|at| at <= now_ms());
+        let due = replica.reader.next_expiry().is_some_and(|at| at <= clock());
         if !due {
             continue;
         }

@@ -18,6 +18,8 @@ use openraft::raft::SnapshotResponse;
 use openraft::raft::VoteRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tokio_stream::Stream;
+use tokio_stream::StreamExt;
 use tonic::Request;
 use tonic::Response;
 use tonic::Status;
@@ -114,11 +116,39 @@ impl RaftPeer for PeerService {
     }
 
     async fn stream_snapshot(&self, request: Request<Streaming<SnapshotPart>>) -> Result<Response<RaftReply>, Status> {
+        self.auth.require_node(&request)?;
+        self.receive_snapshot(request.into_inner()).await
+    }
+
+    async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (_, envelope): (_, Envelope) = self.open(request)?;
+        reply(&self.replica.propose_local(envelope).await)
+    }
+
+    async fn read_index(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (_, ()): (_, ()) = self.open(request)?;
+        reply(&self.replica.read_index_local().await)
+    }
+
+    async fn campaign(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let (from, ()): (_, ()) = self.open(request)?;
+        tracing::info!(from, "asked to campaign for leadership");
+        let result: Result<(), String> = self.replica.raft.trigger().elect().await.map_err(|e| e.to_string());
+        reply(&result)
+    }
+}
+
+impl PeerService {
+    /// Receives a snapshot stream (`StreamSnapshot`, whatever carried it): the first part
+    /// carries the request, the rest the snapshot's bytes, checked as they arrive, then
+    /// installed.
+    pub async fn receive_snapshot(
+        &self,
+        mut parts: impl Stream<Item = Result<SnapshotPart, Status>> + Unpin + Send,
+    ) -> Result<Response<RaftReply>, Status> {
         use tokio::io::AsyncWriteExt;
 
-        self.auth.require_node(&request)?;
-        let mut parts = request.into_inner();
-        let head = parts.message().await?.and_then(|part| part.request);
+        let head = parts.next().await.transpose()?.and_then(|part| part.request);
         let head = head.ok_or_else(|| Status::invalid_argument("a snapshot stream starts with its request"))?;
         let (from, (vote, meta, len)): (NodeId, SnapshotHead) = self.check(head)?;
         // A deposed leader is answered at once, before it sends gigabytes (openraft's install
@@ -140,7 +170,7 @@ impl RaftPeer for PeerService {
         // failed install is a storage error that stops this node.
         let mut check = StreamCheck::default();
         let copied: Result<(), Status> = async {
-            while let Some(part) = parts.message().await? {
+            while let Some(part) = parts.next().await.transpose()? {
                 received += part.data.len() as u64;
                 if received > len {
                     return Err(Status::invalid_argument(format!("snapshot stream longer than its {len} bytes")));
@@ -183,23 +213,6 @@ impl RaftPeer for PeerService {
             "snapshot received"
         );
         reply(&response)
-    }
-
-    async fn propose(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let (_, envelope): (_, Envelope) = self.open(request)?;
-        reply(&self.replica.propose_local(envelope).await)
-    }
-
-    async fn read_index(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let (_, ()): (_, ()) = self.open(request)?;
-        reply(&self.replica.read_index_local().await)
-    }
-
-    async fn campaign(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let (from, ()): (_, ()) = self.open(request)?;
-        tracing::info!(from, "asked to campaign for leadership");
-        let result: Result<(), String> = self.replica.raft.trigger().elect().await.map_err(|e| e.to_string());
-        reply(&result)
     }
 }
 

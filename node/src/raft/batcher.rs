@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
+use crate::raft::clock::Clock;
 use crate::raft::error::WriteError;
 use crate::raft::types::CommandResult;
 use crate::raft::types::Payload;
@@ -47,7 +48,7 @@ pub struct BatcherLimits {
 }
 
 impl Batcher {
-    pub fn spawn(raft: Raft, limits: BatcherLimits, clock: fn() -> u64) -> Batcher {
+    pub fn spawn(raft: Raft, limits: BatcherLimits, clock: Clock) -> Batcher {
         assert!(limits.entry_commands_max > 0 && limits.in_flight_entries_max > 0);
         let (tx, rx) = mpsc::channel(limits.queue_commands_max);
         tokio::spawn(run(raft, rx, limits, clock));
@@ -69,7 +70,7 @@ impl Batcher {
     }
 }
 
-async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, limits: BatcherLimits, clock: fn() -> u64) {
+async fn run(raft: Raft, mut rx: mpsc::Receiver<Proposal>, limits: BatcherLimits, clock: Clock) {
     let in_flight = Arc::new(Semaphore::new(limits.in_flight_entries_max));
     let mut carried: Option<Proposal> = None;
     loop {

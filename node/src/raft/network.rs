@@ -16,13 +16,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use std::time::Instant;
 
 use ledger_core::codec;
-use ledger_proto::v1::peer::RaftReply;
 use ledger_proto::v1::peer::RaftRequest;
 use ledger_proto::v1::peer::SnapshotPart;
-use ledger_proto::v1::peer::raft_peer_client::RaftPeerClient;
 use openraft::OptionalSend;
 use openraft::StorageIOError;
 use openraft::error::Fatal;
@@ -47,7 +44,7 @@ use openraft::raft::VoteRequest;
 use openraft::raft::VoteResponse;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tonic::transport::Channel;
+use tokio::time::Instant;
 
 use crate::raft::types::Member;
 use crate::raft::types::NodeId;
@@ -55,8 +52,8 @@ use crate::raft::types::Snapshot;
 use crate::raft::types::SnapshotMeta;
 use crate::raft::types::TypeConfig;
 use crate::raft::types::Vote;
+use crate::raft::wire::PeerWire;
 use crate::store::snapshot;
-use crate::transport::Transport;
 
 /// Backoff for an unreachable peer: from 100 ms, doubling, capped at 500 ms. Heartbeats share
 /// the replication stream and are dropped during a backoff, so the cap stays well under the
@@ -93,11 +90,9 @@ pub enum PeerMethod {
 pub struct PeerClients {
     pub cluster: String,
     pub self_id: NodeId,
-    transport: Transport,
-    message_bytes_max: usize,
+    wire: Arc<dyn PeerWire>,
     /// Address overrides by node id (fault proxies in chaos drills).
     routes: BTreeMap<NodeId, String>,
-    channels: Mutex<HashMap<(NodeId, String), Channel>>,
     reach: Mutex<HashMap<NodeId, Reach>>,
     /// Snapshots being sent, or sent a moment ago: the log after each is kept (see
     /// [`PeerClients::log_held_from`]).
@@ -172,17 +167,14 @@ impl PeerClients {
     pub fn new(
         cluster: String,
         self_id: NodeId,
-        transport: Transport,
-        message_bytes_max: usize,
+        wire: Arc<dyn PeerWire>,
         routes: BTreeMap<NodeId, String>,
     ) -> Arc<PeerClients> {
         Arc::new(PeerClients {
             cluster,
             self_id,
-            transport,
-            message_bytes_max,
+            wire,
             routes,
-            channels: Mutex::new(HashMap::new()),
             reach: Mutex::new(HashMap::new()),
             sending_snapshots: Mutex::new(Vec::new()),
         })
@@ -217,26 +209,6 @@ impl PeerClients {
 
     fn address(&self, target: NodeId, member: &Member) -> String {
         self.routes.get(&target).cloned().unwrap_or_else(|| member.peer_addr.clone())
-    }
-
-    fn client(&self, target: NodeId, member: &Member) -> Result<(RaftPeerClient<Channel>, String), PeerCallError> {
-        let addr = self.address(target, member);
-        let mut channels = self.channels.lock().expect("lock is never poisoned");
-        let channel = match channels.get(&(target, addr.clone())) {
-            Some(channel) => channel.clone(),
-            None => {
-                let channel = self
-                    .transport
-                    .channel(&addr)
-                    .map_err(|e| PeerCallError::Address { target, reason: e.to_string() })?;
-                channels.insert((target, addr.clone()), channel.clone());
-                channel
-            }
-        };
-        let client = RaftPeerClient::new(channel)
-            .max_decoding_message_size(self.message_bytes_max)
-            .max_encoding_message_size(self.message_bytes_max);
-        Ok((client, addr))
     }
 
     /// Marks a snapshot to `target` whose last entry is `index` as being sent. The log after
@@ -279,7 +251,7 @@ impl PeerClients {
         head: &SnapshotHead,
         mut source: Box<dyn std::io::Read + Send>,
     ) -> Result<Result<SnapshotResponse<NodeId>, Fatal<NodeId>>, PeerCallError> {
-        let (mut client, addr) = self.client(target, member)?;
+        let addr = self.address(target, member);
         let (parts, receiver) = tokio::sync::mpsc::channel(SNAPSHOT_PARTS_AHEAD);
         let request =
             RaftRequest { cluster: self.cluster.clone(), from: self.self_id, to: target, payload: codec::encode(head) };
@@ -305,15 +277,14 @@ impl PeerClients {
                 }
             }
         });
-        let reply = client.stream_snapshot(tokio_stream::wrappers::ReceiverStream::new(receiver)).await;
+        let reply = self.wire.stream(target, &addr, receiver).await;
         if let Ok(Err(e)) = reading.await {
             tracing::warn!(target, error = %e, "reading the snapshot stream failed; the follower refuses it");
         }
-        let reply = reply.map_err(|status| PeerCallError::Status { target, addr, status });
         if reply.as_ref().map_or_else(PeerCallError::is_unreachable, |_| true) {
             self.record(target, PeerMethod::InstallSnapshot, reply.is_ok());
         }
-        codec::decode(&reply?.into_inner().payload).map_err(|e| PeerCallError::Decode { target, reason: e.to_string() })
+        codec::decode(&reply?.payload).map_err(|e| PeerCallError::Decode { target, reason: e.to_string() })
     }
 
     /// Calls `method` on `target` with an encoded request; decodes the reply as `Resp`.
@@ -330,29 +301,20 @@ impl PeerClients {
         {
             return Err(PeerCallError::Shunned { target, failed_ms_ago: ago.as_millis() as u64 });
         }
-        let (mut client, addr) = self.client(target, member)?;
-        let mut req = tonic::Request::new(RaftRequest {
+        let addr = self.address(target, member);
+        let request = RaftRequest {
             cluster: self.cluster.clone(),
             from: self.self_id,
             to: target,
             payload: codec::encode(request),
-        });
-        req.set_timeout(timeout);
-        let reply: Result<tonic::Response<RaftReply>, tonic::Status> = match method {
-            PeerMethod::AppendEntries => client.append_entries(req).await,
-            PeerMethod::Vote => client.vote(req).await,
-            PeerMethod::InstallSnapshot => client.install_snapshot(req).await,
-            PeerMethod::Propose => client.propose(req).await,
-            PeerMethod::ReadIndex => client.read_index(req).await,
-            PeerMethod::Campaign => client.campaign(req).await,
         };
-        let unreachable = matches!(&reply, Err(status) if matches!(status.code(),
+        let reply = self.wire.unary(target, &addr, method, request, timeout).await;
+        let unreachable = matches!(&reply, Err(PeerCallError::Status { status, .. }) if matches!(status.code(),
             tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown | tonic::Code::DeadlineExceeded));
         if reply.is_ok() || unreachable {
             self.record(target, method, reply.is_ok());
         }
-        let reply = reply.map_err(|status| PeerCallError::Status { target, addr, status })?;
-        codec::decode(&reply.into_inner().payload).map_err(|e| PeerCallError::Decode { target, reason: e.to_string() })
+        codec::decode(&reply?.payload).map_err(|e| PeerCallError::Decode { target, reason: e.to_string() })
     }
 }
 
@@ -490,7 +452,12 @@ mod tests {
     use super::*;
 
     fn clients() -> Arc<PeerClients> {
-        PeerClients::new("test".into(), 1, Transport::plaintext(), 1 << 20, BTreeMap::new())
+        PeerClients::new(
+            "test".into(),
+            1,
+            Arc::new(crate::raft::wire::GrpcWire::new(crate::transport::Transport::plaintext(), 1 << 20)),
+            BTreeMap::new(),
+        )
     }
 
     fn member() -> Member {

@@ -23,10 +23,10 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use std::time::Instant;
 
 use openraft::ServerState;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::raft::batcher::Batcher;
 use crate::raft::network::PeerClients;
