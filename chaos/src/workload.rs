@@ -6,8 +6,8 @@
 //! workload stops: what is sent and never acknowledged may or may not exist, and the checker
 //! only requires that it exists at most once.
 
+use std::future::Future;
 use std::time::Duration;
-use std::time::Instant;
 
 use ledger_client::LedgerClient;
 use ledger_client::bench::Rng;
@@ -15,6 +15,7 @@ use ledger_client::proto as pb;
 use serde::Deserialize;
 use serde::Serialize;
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Wall-clock milliseconds since the Unix epoch.
 pub fn wall_ms() -> u64 {
@@ -110,6 +111,34 @@ fn result_name(code: i32) -> String {
         .unwrap_or_else(|_| format!("code_{code}"))
 }
 
+/// Where a workload client sends its batches: a gRPC [`LedgerClient`] against real processes,
+/// or the simulator's in-process client (`sim::SimClient`).
+pub trait TransferSink: Send + Sync + 'static {
+    /// Posts a batch (not atomic), as `CreateTransfers`.
+    fn create_transfers(
+        &self,
+        transfers: Vec<pb::NewTransfer>,
+    ) -> impl Future<Output = Result<pb::CreateTransfersResponse, String>> + Send;
+
+    /// The node that answered (or will be tried) now.
+    fn endpoint(&self) -> String;
+
+    /// Milliseconds since the Unix epoch, for the acknowledgement times.
+    fn now_ms(&self) -> u64 {
+        wall_ms()
+    }
+}
+
+impl TransferSink for LedgerClient {
+    async fn create_transfers(&self, transfers: Vec<pb::NewTransfer>) -> Result<pb::CreateTransfersResponse, String> {
+        LedgerClient::create_transfers(self, transfers, false).await.map_err(|e| e.to_string())
+    }
+
+    fn endpoint(&self) -> String {
+        self.preferred_endpoint()
+    }
+}
+
 /// A running workload; [`Workload::stop`] returns its history.
 pub struct Workload {
     stop: watch::Sender<bool>,
@@ -119,13 +148,19 @@ pub struct Workload {
 impl Workload {
     /// Starts `config.clients` client tasks; client `i` uses `clients[i % clients.len()]`.
     pub fn start(clients: Vec<LedgerClient>, config: WorkloadConfig) -> Workload {
-        assert!(!clients.is_empty() && config.accounts.len() >= 2 && config.batch >= 1);
+        assert!(!clients.is_empty());
+        let sinks = (0..config.clients).map(|i| clients[i % clients.len()].fork()).collect();
+        Workload::start_with(sinks, config)
+    }
+
+    /// Starts one client task per sink (`config.clients` is not used).
+    pub fn start_with<S: TransferSink>(sinks: Vec<S>, config: WorkloadConfig) -> Workload {
+        assert!(!sinks.is_empty() && config.accounts.len() >= 2 && config.batch >= 1);
         let (stop, stopped) = watch::channel(false);
-        let tasks = (0..config.clients)
-            .map(|i| {
-                let client = clients[i % clients.len()].fork();
-                tokio::spawn(run_client(client, config.clone(), i, stopped.clone()))
-            })
+        let tasks = sinks
+            .into_iter()
+            .enumerate()
+            .map(|(i, sink)| tokio::spawn(run_client(sink, config.clone(), i, stopped.clone())))
             .collect();
         Workload { stop, tasks }
     }
@@ -154,8 +189,8 @@ impl Workload {
     }
 }
 
-async fn run_client(
-    client: LedgerClient,
+async fn run_client<S: TransferSink>(
+    client: S,
     config: WorkloadConfig,
     index: usize,
     stopped: watch::Receiver<bool>,
@@ -198,13 +233,13 @@ async fn run_client(
         }
         // Send until acknowledged (same ids every time), or give up once stopped for long.
         let mut give_up_at: Option<Instant> = None;
-        let sent_at_ms = wall_ms();
+        let sent_at_ms = client.now_ms();
         loop {
             history.attempts += 1;
-            match client.create_transfers(batch.clone(), false).await {
+            match client.create_transfers(batch.clone()).await {
                 Ok(response) => {
-                    let at = crate::workload::wall_ms();
-                    let endpoint = client.preferred_endpoint();
+                    let at = client.now_ms();
+                    let endpoint = client.endpoint();
                     let seq = response.commit.map_or(0, |c| c.journal_seq);
                     for (t, r) in batch.iter().zip(&response.results) {
                         let result = result_name(r.code);
