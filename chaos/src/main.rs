@@ -6,6 +6,7 @@
 //! ledger-chaos run --all --duration 12 --report chaos-report
 //! ledger-chaos run --scenario crash-storm --kills 300 --seed 7 --report crash-storm-report
 //! ledger-chaos soak --minutes 60
+//! ledger-chaos sim --seeds 1000          # the simulator; `--seed S` replays one with its trace
 //! ```
 //! Exits non-zero when an invariant is violated or a regulatory target is missed.
 
@@ -18,6 +19,7 @@ use clap::Subcommand;
 use ledger_chaos::drill;
 use ledger_chaos::drill::DrillConfig;
 use ledger_chaos::drill::Scenario;
+use ledger_chaos::sim;
 use ledger_cluster::process::NodeLauncher;
 
 #[global_allocator]
@@ -73,6 +75,34 @@ enum Command {
         #[arg(long, default_value_t = drill::CRASH_STORM_KILLS)]
         kills: u32,
     },
+    /// The seeded whole-cluster simulator: real node code on a simulated network, clock and
+    /// schedule of faults, many seeds per minute. A failing seed prints the command that
+    /// replays it.
+    Sim {
+        /// Seeds to run: `first-seed`, `first-seed + 1`, ...
+        #[arg(long, default_value_t = 100, conflicts_with = "seed")]
+        seeds: u64,
+        #[arg(long, default_value_t = 1)]
+        first_seed: u64,
+        /// Run this one seed and print its trace.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Simulated milliseconds of load under faults per seed.
+        #[arg(long, default_value_t = 12_000)]
+        chaos_ms: u64,
+        /// Seeds run at once, each on its own thread (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Where the seeds' data dirs go (default: /dev/shm if there is one, else the temp dir).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Print every seed's trace, not only failing ones.
+        #[arg(long)]
+        trace: bool,
+        /// Sabotage: crashed nodes come back with an empty data dir. The checkers must fail.
+        #[arg(long)]
+        sabotage_amnesia: bool,
+    },
     /// Run one node (the drills start nodes through this binary).
     #[command(hide = true)]
     Node(ledger_node::cli::NodeArgs),
@@ -80,8 +110,26 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Node(args) = cli.command {
-        return ledger_node::cli::run_node(args);
+    match cli.command {
+        Command::Node(args) => return ledger_node::cli::run_node(args),
+        Command::Sim { seeds, first_seed, seed, chaos_ms, jobs, dir, trace, sabotage_amnesia } => {
+            let (first, count, trace) = match seed {
+                Some(seed) => (seed, 1, true),
+                None => (first_seed, seeds, trace),
+            };
+            let jobs = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let options = sim::SimOptions {
+                chaos_ms,
+                amnesia: sabotage_amnesia,
+                ..sim::SimOptions::new(first, &dir.unwrap_or_else(sim::default_dir))
+            };
+            let summary = sim::run_many(first..first + count, jobs, &options, |report| {
+                sim::print_report(report, trace, &options)
+            });
+            println!("{summary}");
+            std::process::exit(if summary.failed.is_empty() { 0 } else { 1 });
+        }
+        _ => {}
     }
     let runtime = ledger_cluster::cli::tool_runtime()?;
     runtime.block_on(async move {
@@ -152,7 +200,7 @@ fn main() -> anyhow::Result<()> {
                 println!("soak: {n} drills passed");
                 Ok(())
             }
-            Command::Node(_) => unreachable!("handled above"),
+            Command::Node(_) | Command::Sim { .. } => unreachable!("handled above"),
         }
     })
 }
