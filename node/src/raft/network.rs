@@ -52,6 +52,8 @@ use crate::raft::types::Snapshot;
 use crate::raft::types::SnapshotMeta;
 use crate::raft::types::TypeConfig;
 use crate::raft::types::Vote;
+use crate::raft::wire::PeerCallError;
+use crate::raft::wire::PeerMethod;
 use crate::raft::wire::PeerWire;
 use crate::store::snapshot;
 
@@ -73,17 +75,6 @@ const SNAPSHOT_PARTS_AHEAD: usize = 4;
 /// The first part of a snapshot stream: the leader's vote, the snapshot's meta, and the
 /// stream's length (the receiver installs nothing that came short).
 pub type SnapshotHead = (Vote, SnapshotMeta, u64);
-
-/// Which peer RPC.
-#[derive(Clone, Copy, Debug)]
-pub enum PeerMethod {
-    AppendEntries,
-    Vote,
-    InstallSnapshot,
-    Propose,
-    ReadIndex,
-    Campaign,
-}
 
 /// Peer channels, cached per (node, address): openraft asks for a client per replication
 /// stream, per election and per read-index round.
@@ -135,32 +126,6 @@ impl Drop for LogHold<'_> {
 struct Reach {
     last_ok: Option<Instant>,
     last_failure: Option<Instant>,
-}
-
-/// A transport failure or an undecodable reply.
-#[derive(Debug, thiserror::Error)]
-pub enum PeerCallError {
-    #[error("peer {target} at {addr}: {status}")]
-    Status { target: NodeId, addr: String, status: tonic::Status },
-    #[error("peer {target}: bad address: {reason}")]
-    Address { target: NodeId, reason: String },
-    #[error("peer {target}: undecodable reply: {reason}")]
-    Decode { target: NodeId, reason: String },
-    #[error("peer {target} was unreachable {failed_ms_ago} ms ago and has not answered since")]
-    Shunned { target: NodeId, failed_ms_ago: u64 },
-}
-
-impl PeerCallError {
-    /// Refused, reset or unreachable: back off rather than retry at once.
-    pub fn is_unreachable(&self) -> bool {
-        match self {
-            PeerCallError::Status { status, .. } => {
-                matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown)
-            }
-            PeerCallError::Address { .. } | PeerCallError::Shunned { .. } => true,
-            PeerCallError::Decode { .. } => false,
-        }
-    }
 }
 
 impl PeerClients {

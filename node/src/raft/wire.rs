@@ -16,10 +16,45 @@ use ledger_proto::v1::peer::raft_peer_client::RaftPeerClient;
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-use crate::raft::network::PeerCallError;
-use crate::raft::network::PeerMethod;
 use crate::raft::types::NodeId;
 use crate::transport::Transport;
+
+/// Which peer RPC.
+#[derive(Clone, Copy, Debug)]
+pub enum PeerMethod {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Propose,
+    ReadIndex,
+    Campaign,
+}
+
+/// A transport failure or an undecodable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerCallError {
+    #[error("peer {target} at {addr}: {status}")]
+    Status { target: NodeId, addr: String, status: tonic::Status },
+    #[error("peer {target}: bad address: {reason}")]
+    Address { target: NodeId, reason: String },
+    #[error("peer {target}: undecodable reply: {reason}")]
+    Decode { target: NodeId, reason: String },
+    #[error("peer {target} was unreachable {failed_ms_ago} ms ago and has not answered since")]
+    Shunned { target: NodeId, failed_ms_ago: u64 },
+}
+
+impl PeerCallError {
+    /// Refused, reset or unreachable: back off rather than retry at once.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            PeerCallError::Status { status, .. } => {
+                matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown)
+            }
+            PeerCallError::Address { .. } | PeerCallError::Shunned { .. } => true,
+            PeerCallError::Decode { .. } => false,
+        }
+    }
+}
 
 /// One peer RPC's answer, as the remote service returned it or as the wire failed it.
 pub type WireFuture = Pin<Box<dyn Future<Output = Result<RaftReply, PeerCallError>> + Send>>;

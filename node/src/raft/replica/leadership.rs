@@ -10,9 +10,9 @@ use openraft::ServerState;
 use super::Replica;
 use crate::raft::clock::jitter;
 use crate::raft::error::MembershipError;
-use crate::raft::network::PeerMethod;
 use crate::raft::types::Member;
 use crate::raft::types::NodeId;
+use crate::raft::wire::PeerMethod;
 
 /// How much longer than the leader lease the election watchdog waits (see
 /// [`Replica::monitor_leadership`]).

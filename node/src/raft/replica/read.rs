@@ -9,8 +9,8 @@ use tokio::time::Instant as TokioInstant;
 
 use super::Replica;
 use crate::raft::error::ReadError;
-use crate::raft::network::PeerCallError;
-use crate::raft::network::PeerMethod;
+use crate::raft::wire::PeerCallError;
+use crate::raft::wire::PeerMethod;
 
 impl Replica {
     /// Waits until this node has applied everything acknowledged before the call (leader read

@@ -13,11 +13,11 @@ use tokio::time::Instant as TokioInstant;
 
 use super::Replica;
 use crate::raft::error::WriteError;
-use crate::raft::network::PeerCallError;
-use crate::raft::network::PeerMethod;
 use crate::raft::types::CommandResult;
 use crate::raft::types::Payload;
 use crate::raft::types::ShipReport;
+use crate::raft::wire::PeerCallError;
+use crate::raft::wire::PeerMethod;
 
 /// Longest wait for one forwarded write (the leader may be partitioned from us).
 const FORWARD_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
